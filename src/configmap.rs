@@ -1,0 +1,317 @@
+//! The policy from a ConfigMap, watched live through the Kubernetes API.
+//!
+//! One ConfigMap (`--policy-configmap NAMESPACE/NAME`, key `policy.yaml`) is
+//! watched with kube's watcher, which re-lists after `410 Gone`, resumes
+//! after dropped connections and backs off on errors. A valid edit is in
+//! force for the next request; an invalid edit, a missing key or a deleted
+//! ConfigMap keep the last valid policy. Each outcome is logged and reported
+//! as an Event on the ConfigMap (`PolicyLoaded` / `PolicyRejected`), so
+//! `kubectl describe configmap` shows why an edit did not take.
+
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher::{self, watcher};
+use kube::{Api, Client, Resource as _};
+use tokio::sync::watch;
+
+use crate::sources::{Applied, LoadPolicyError, PolicyStore};
+
+/// The ConfigMap key that holds the policy.
+pub const POLICY_KEY: &str = "policy.yaml";
+/// The name events are reported under.
+pub const REPORTER: &str = "pull-secret-injector";
+/// kube-apiserver limits an Event's note to 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// What one watched change led to, as reported on the ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// `PolicyLoaded` or `PolicyRejected`.
+    pub reason: &'static str,
+    /// Human-readable detail (the errors, for a rejection).
+    pub note: String,
+    /// Warning or normal.
+    pub warning: bool,
+}
+
+/// The state of one watched ConfigMap.
+pub struct ConfigMapWatch {
+    namespace: String,
+    name: String,
+    store: Arc<PolicyStore>,
+    seen_in_listing: bool,
+    present: bool,
+}
+
+impl ConfigMapWatch {
+    /// Watch state for `namespace/name`, feeding `store`.
+    pub fn new(namespace: &str, name: &str, store: Arc<PolicyStore>) -> Self {
+        ConfigMapWatch {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            store,
+            seen_in_listing: false,
+            present: false,
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("configmap {}/{}", self.namespace, self.name)
+    }
+
+    /// Applies one watcher event to the store; returns what to report.
+    pub fn handle(&mut self, event: &watcher::Event<ConfigMap>) -> Option<Report> {
+        match event {
+            watcher::Event::Init => {
+                self.seen_in_listing = false;
+                None
+            }
+            watcher::Event::InitApply(cm) | watcher::Event::Apply(cm) => {
+                self.seen_in_listing = true;
+                self.present = true;
+                self.apply(cm)
+            }
+            watcher::Event::InitDone => {
+                if self.seen_in_listing {
+                    return None;
+                }
+                let was_present = std::mem::replace(&mut self.present, false);
+                tracing::warn!(configmap = %self.origin(), loaded = self.store.is_loaded(), "policy ConfigMap not found; waiting for it");
+                was_present.then(|| self.deleted())
+            }
+            watcher::Event::Delete(_) => {
+                self.present = false;
+                Some(self.deleted())
+            }
+        }
+    }
+
+    fn deleted(&self) -> Report {
+        let kept = match self.store.current() {
+            Some(current) => format!("policy generation {} stays in force", current.generation),
+            None => "no policy is loaded, so the webhook is not ready".to_owned(),
+        };
+        tracing::error!(configmap = %self.origin(), "policy ConfigMap deleted; {kept}");
+        Report {
+            reason: "PolicyRejected",
+            note: format!("ConfigMap deleted; {kept}"),
+            warning: true,
+        }
+    }
+
+    fn apply(&self, cm: &ConfigMap) -> Option<Report> {
+        let Some(text) = cm.data.as_ref().and_then(|d| d.get(POLICY_KEY)) else {
+            let keys: Vec<&str> = cm
+                .data
+                .iter()
+                .flat_map(|d| d.keys())
+                .map(String::as_str)
+                .collect();
+            let note = format!(
+                "ConfigMap has no key {POLICY_KEY:?} (keys: [{}]); the last valid policy stays in force",
+                keys.join(", ")
+            );
+            tracing::error!(configmap = %self.origin(), "{note}");
+            return Some(Report {
+                reason: "PolicyRejected",
+                note,
+                warning: true,
+            });
+        };
+        match self.store.apply(text, &self.origin()) {
+            Ok(Applied::Unchanged) => None,
+            Ok(Applied::Loaded(generation)) => {
+                let rules = self
+                    .store
+                    .current()
+                    .map(|c| c.policy.rules().len())
+                    .unwrap_or(0);
+                tracing::info!(configmap = %self.origin(), generation, rules, "policy loaded");
+                Some(Report {
+                    reason: "PolicyLoaded",
+                    note: format!("policy generation {generation} loaded with {rules} rule(s)"),
+                    warning: false,
+                })
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "policy edit rejected; the last valid policy stays in force");
+                let errors = match &err {
+                    LoadPolicyError::Invalid { errors, .. } => errors.to_string(),
+                    other => other.to_string(),
+                };
+                Some(Report {
+                    reason: "PolicyRejected",
+                    note: truncate(&format!(
+                        "invalid {POLICY_KEY}; the last valid policy stays in force:\n{errors}"
+                    )),
+                    warning: true,
+                })
+            }
+        }
+    }
+
+    /// A reference to the ConfigMap for events (`uid` is kept when known).
+    fn reference(&self, cm: Option<&ConfigMap>) -> ObjectReference {
+        match cm {
+            Some(cm) => cm.object_ref(&()),
+            None => ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("ConfigMap".into()),
+                namespace: Some(self.namespace.clone()),
+                name: Some(self.name.clone()),
+                ..ObjectReference::default()
+            },
+        }
+    }
+}
+
+fn truncate(text: &str) -> String {
+    if text.len() <= MAX_NOTE_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_NOTE_BYTES - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// Watches `namespace/name` until `stop` turns true, feeding `store` and
+/// posting an Event on the ConfigMap for every accepted or rejected change.
+/// Never returns early on API errors: the watcher retries with backoff.
+pub async fn watch(
+    client: Client,
+    namespace: String,
+    name: String,
+    store: Arc<PolicyStore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: REPORTER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let mut state = ConfigMapWatch::new(&namespace, &name, store);
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut last_object: Option<ConfigMap> = None;
+    loop {
+        let item = tokio::select! {
+            item = events.next() => item,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let event = match item {
+            Some(Ok(event)) => event,
+            Some(Err(err)) => {
+                tracing::warn!(configmap = %state.origin(), error = %err, "policy ConfigMap watch failed; retrying with backoff");
+                continue;
+            }
+            None => return,
+        };
+        if let watcher::Event::Apply(cm)
+        | watcher::Event::InitApply(cm)
+        | watcher::Event::Delete(cm) = &event
+        {
+            last_object = Some(cm.clone());
+        }
+        if let Some(report) = state.handle(&event) {
+            let reference = state.reference(last_object.as_ref());
+            publish(&recorder, &report, &reference).await;
+        }
+    }
+}
+
+async fn publish(recorder: &Recorder, report: &Report, reference: &ObjectReference) {
+    // kube's Recorder folds events with the same reason and action into a
+    // series and keeps the first note. A different note (new errors, a
+    // delete) must show up in `kubectl describe`, so the action carries a
+    // digest of the note: repeats still fold, changes do not.
+    let digest = {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&report.note, &mut h);
+        std::hash::Hasher::finish(&h) as u32
+    };
+    let event = Event {
+        type_: if report.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: report.reason.into(),
+        note: Some(report.note.clone()),
+        action: format!("LoadPolicy-{digest:08x}"),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, reference).await {
+        tracing::warn!(error = %err, reason = report.reason, "cannot post an Event on the policy ConfigMap");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cm(text: &str) -> ConfigMap {
+        ConfigMap {
+            data: Some(BTreeMap::from([(POLICY_KEY.to_owned(), text.to_owned())])),
+            ..ConfigMap::default()
+        }
+    }
+
+    const GOOD: &str = "rules:\n- name: hub\n  registries: [docker.io]\n  secrets: [hub]\n";
+
+    #[test]
+    fn edits_deletes_and_relists_are_reported() {
+        let store = Arc::new(PolicyStore::default());
+        let mut w = ConfigMapWatch::new("ops", "policy", store.clone());
+        assert_eq!(w.handle(&watcher::Event::Init), None);
+        let r = w
+            .handle(&watcher::Event::InitApply(cm(GOOD)))
+            .expect("report");
+        assert_eq!(r.reason, "PolicyLoaded");
+        assert_eq!(w.handle(&watcher::Event::InitDone), None);
+        // The same content again (a relist) is quiet.
+        assert_eq!(w.handle(&watcher::Event::Apply(cm(GOOD))), None);
+
+        let r = w
+            .handle(&watcher::Event::Apply(cm("rules:\n- name: Bad\n")))
+            .expect("report");
+        assert_eq!(r.reason, "PolicyRejected");
+        assert!(r.warning);
+        assert!(r.note.contains("rules[0]"), "{}", r.note);
+        assert_eq!(store.current().expect("kept").generation, 1);
+
+        let r = w
+            .handle(&watcher::Event::Apply(ConfigMap::default()))
+            .expect("report");
+        assert!(r.note.contains("no key \"policy.yaml\""), "{}", r.note);
+
+        let r = w.handle(&watcher::Event::Delete(cm(GOOD))).expect("report");
+        assert!(r.note.contains("generation 1 stays in force"), "{}", r.note);
+        assert!(store.is_loaded());
+
+        // Gone across a relist counts as a delete too, but only once.
+        w.handle(&watcher::Event::Apply(cm(GOOD)));
+        w.handle(&watcher::Event::Init);
+        let r = w.handle(&watcher::Event::InitDone).expect("report");
+        assert!(r.note.starts_with("ConfigMap deleted"));
+        w.handle(&watcher::Event::Init);
+        assert_eq!(w.handle(&watcher::Event::InitDone), None);
+    }
+
+    #[test]
+    fn long_notes_are_cut_at_a_char_boundary() {
+        let text = "é".repeat(2000);
+        let cut = truncate(&text);
+        assert!(cut.len() <= MAX_NOTE_BYTES);
+        assert!(cut.ends_with("..."));
+    }
+}

@@ -1,0 +1,194 @@
+//! HTTP ⇄ AdmissionReview: the axum router behind the TLS listener, and the
+//! plain one for metrics.
+//!
+//! `POST /mutate` answers every readable review with HTTP 200 (allowed, with
+//! or without a patch) and an unreadable body with HTTP 400 and a message, so
+//! kube-apiserver applies the configured `failurePolicy`. `GET /healthz` says
+//! the process is alive; `GET /readyz` is 200 only with a valid policy and a
+//! certificate loaded, and turns 503 while the server drains on shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::admission::{Action, Review, decide};
+use crate::sources::PolicyStore;
+use crate::telemetry::{self, Metrics};
+use crate::tls::CertStore;
+
+/// A namespace's labels, shared.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+/// Looks up a namespace's labels for `namespaces.selector` rules.
+pub trait NamespaceLabels: Send + Sync {
+    /// The labels of `namespace`, or `None` when they cannot be known.
+    fn labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<Labels>> + Send + 'a>>;
+}
+
+/// Default limit on a request body: kube-apiserver objects are at most
+/// ~3 MiB and an UPDATE carries two of them.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct AppState {
+    /// The policy in force.
+    pub policy: Arc<PolicyStore>,
+    /// The served certificate, when the router sits behind TLS.
+    pub certs: Option<Arc<CertStore>>,
+    /// Namespace labels, when a cluster is reachable.
+    pub namespaces: Option<Arc<dyn NamespaceLabels>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set on shutdown: readiness fails so endpoints drain.
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    /// State with a policy store and metrics, no certificate, no cluster.
+    pub fn new(policy: Arc<PolicyStore>, metrics: Arc<Metrics>) -> Self {
+        AppState {
+            policy,
+            certs: None,
+            namespaces: None,
+            metrics,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the server as draining: `/readyz` turns 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The webhook router: `/mutate`, `/healthz`, `/readyz`.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .with_state(state)
+}
+
+/// The metrics router: `/metrics`.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.encode(),
+                )
+            }),
+        )
+        .with_state(metrics)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if !state.policy.is_loaded() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no valid policy loaded\n").into_response();
+    }
+    if state.certs.is_none() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no certificate loaded\n").into_response();
+    }
+    "ok\n".into_response()
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let metrics = &state.metrics;
+    let _in_flight = metrics.in_flight();
+
+    let review = match Review::decode(&body) {
+        Ok(review) => review,
+        Err(err) => {
+            tracing::warn!(error = %err, bytes = body.len(), "rejected a request body that is not an AdmissionReview");
+            metrics.review("", telemetry::OUTCOME_ERROR, started.elapsed());
+            return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response();
+        }
+    };
+    tracing::debug!(review = %String::from_utf8_lossy(&body), "admission review received");
+    let request = &review.request;
+
+    let Some(snapshot) = state.policy.current() else {
+        tracing::warn!(uid = %request.uid, "no valid policy loaded yet; answering 503");
+        metrics.review(
+            &request.operation,
+            telemetry::OUTCOME_ERROR,
+            started.elapsed(),
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no valid policy loaded yet\n",
+        )
+            .into_response();
+    };
+    let policy = &snapshot.policy;
+
+    let labels = match (
+        &state.namespaces,
+        request.action(),
+        request.namespace.as_deref(),
+    ) {
+        (Some(lookup), Action::Mutate | Action::Warn(_), Some(ns))
+            if policy.uses_selectors() && !ns.is_empty() =>
+        {
+            lookup.labels(ns).await
+        }
+        _ => None,
+    };
+
+    let decision = decide(request, policy, labels.as_deref());
+    let response = decision.encode(&review);
+    metrics.decision(
+        decision.outcome,
+        &decision.added_by_rule,
+        decision.unmatched_images,
+    );
+    metrics.review(
+        &request.operation,
+        decision.outcome.as_str(),
+        started.elapsed(),
+    );
+    tracing::info!(
+        uid = %request.uid,
+        namespace = request.namespace.as_deref().unwrap_or(""),
+        pod = %decision.pod,
+        kind = %request.kind.kind,
+        operation = %request.operation,
+        dry_run = request.dry_run.unwrap_or(false),
+        outcome = decision.outcome.as_str(),
+        rules = ?decision.rules,
+        secrets = ?decision.added,
+        warnings = decision.warnings.len(),
+        policy_generation = snapshot.generation,
+        "admission decision"
+    );
+    ([(header::CONTENT_TYPE, "application/json")], response).into_response()
+}

@@ -1,0 +1,131 @@
+//! The JSON Patch that adds missing pull secrets to a Pod.
+//!
+//! kube-apiserver applies the patch with evanphx/json-patch; an operation that
+//! does not apply fails the user's request with a 500 even under
+//! `failurePolicy: Ignore`. So the shape is chosen by whether the field exists:
+//! absent → one `add /spec/imagePullSecrets` with the whole list; present →
+//! one `add /spec/imagePullSecrets/-` per missing name; nothing missing → no
+//! patch. Pure: the document is written straight to bytes, no JSON tree.
+
+use std::fmt::Write as _;
+
+/// Writes the JSON Patch that adds `missing` to a pod whose
+/// `spec.imagePullSecrets` is present (`field_present`) or absent.
+///
+/// Returns `None` when nothing is missing: no patch at all.
+pub fn patch(missing: &[&str], field_present: bool) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(64 + missing.len() * 64);
+    out.push('[');
+    if field_present {
+        for (i, name) in missing.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"op":"add","path":"/spec/imagePullSecrets/-","value":{"name":"#);
+            push_json_string(&mut out, name);
+            out.push_str("}}");
+        }
+    } else {
+        out.push_str(r#"{"op":"add","path":"/spec/imagePullSecrets","value":["#);
+        for (i, name) in missing.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"name":"#);
+            push_json_string(&mut out, name);
+            out.push('}');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+    Some(out)
+}
+
+/// Appends `s` as a JSON string literal. Secret names are validated DNS
+/// names, but the escaping keeps the document valid whatever they hold.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn apply(pod: Value, patch_text: &str) -> Value {
+        let ops: json_patch::Patch = serde_json::from_str(patch_text).expect("patch parses");
+        let mut doc = pod;
+        json_patch::patch(&mut doc, &ops).expect("patch applies");
+        doc
+    }
+
+    #[test]
+    fn nothing_missing_means_no_patch() {
+        assert_eq!(patch(&[], true), None);
+        assert_eq!(patch(&[], false), None);
+    }
+
+    #[test]
+    fn absent_field_gets_the_whole_list_in_one_add() {
+        let text = patch(&["a", "b"], false).expect("patch");
+        let pod = apply(json!({"spec": {"containers": []}}), &text);
+        assert_eq!(
+            pod["spec"]["imagePullSecrets"],
+            json!([{"name": "a"}, {"name": "b"}])
+        );
+        let ops: Vec<Value> = serde_json::from_str(&text).expect("json");
+        assert_eq!(ops.len(), 1);
+    }
+
+    #[test]
+    fn present_field_keeps_existing_entries_first() {
+        let text = patch(&["b", "c"], true).expect("patch");
+        let pod = apply(
+            json!({"spec": {"imagePullSecrets": [{"name": "a"}]}}),
+            &text,
+        );
+        assert_eq!(
+            pod["spec"]["imagePullSecrets"],
+            json!([{"name": "a"}, {"name": "b"}, {"name": "c"}])
+        );
+    }
+
+    #[test]
+    fn present_empty_list_is_appended_to() {
+        let text = patch(&["a"], true).expect("patch");
+        let pod = apply(json!({"spec": {"imagePullSecrets": []}}), &text);
+        assert_eq!(pod["spec"]["imagePullSecrets"], json!([{"name": "a"}]));
+    }
+
+    #[test]
+    fn append_on_absent_field_would_fail_which_is_why_we_never_emit_it() {
+        let ops: json_patch::Patch = serde_json::from_str(
+            r#"[{"op":"add","path":"/spec/imagePullSecrets/-","value":{"name":"a"}}]"#,
+        )
+        .expect("parses");
+        let mut doc = json!({"spec": {}});
+        assert!(json_patch::patch(&mut doc, &ops).is_err());
+    }
+
+    #[test]
+    fn strange_names_are_escaped() {
+        let text = patch(&["q\"\\\n"], false).expect("patch");
+        let pod = apply(json!({"spec": {}}), &text);
+        assert_eq!(pod["spec"]["imagePullSecrets"][0]["name"], "q\"\\\n");
+    }
+}

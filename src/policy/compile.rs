@@ -1,0 +1,352 @@
+//! Validated policy → immutable matcher.
+//!
+//! Owns the host index that keeps [`CompiledPolicy::match_image`] independent
+//! of the number of rules: exact hosts in a map keyed by lowercase
+//! `host[:port]`; glob hosts grouped by (label count, port) and, inside a
+//! group, keyed by the text of their right-most run of literal labels (a
+//! short fallback list holds patterns made only of globs); IPv6 literals in a
+//! small list. Repository globs are then checked only for candidate rules,
+//! and namespace filters only when the caller asks about a rule.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv6Addr;
+
+use super::PolicyErrors;
+use super::glob::{NameGlob, RepoGlob};
+use super::host::{
+    HostPattern, Label, image_port, ipv6_host, label_count, labels_match, literal_run,
+    span_from_right, split_registry,
+};
+use super::model::{NamespaceFilter, Policy, Rule};
+use super::selector::CompiledSelector;
+
+/// A policy compiled for matching: immutable, `Send + Sync`, cheap to share
+/// behind an `Arc`. The default value has no rules.
+#[derive(Debug, Default)]
+pub struct CompiledPolicy {
+    rules: Vec<CompiledRule>,
+    hosts: HostIndex,
+    uses_selectors: bool,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct CompiledRule {
+    name: String,
+    secrets: Vec<String>,
+    repositories: Box<[RepoGlob]>,
+    namespaces: Option<NamespaceRule>,
+}
+
+/// What is known about the namespace a Pod is created in.
+#[derive(Debug, Clone, Copy)]
+pub struct NamespaceFacts<'a> {
+    /// The namespace name.
+    pub name: &'a str,
+    /// The Namespace object's labels; `None` when they could not be read.
+    pub labels: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Whether a rule applies in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceMatch {
+    /// The rule applies.
+    Yes,
+    /// The rule does not apply.
+    No,
+    /// The name passes but the rule has a label selector and the labels are
+    /// unknown: the caller treats this as no match and warns.
+    Unknown,
+}
+
+#[derive(Debug)]
+struct NamespaceRule {
+    include: Option<Box<[NameGlob]>>,
+    exclude: Box<[NameGlob]>,
+    selector: Option<CompiledSelector>,
+}
+
+/// Host patterns → rule indices.
+#[derive(Debug, Default)]
+struct HostIndex {
+    exact: HashMap<Box<str>, Vec<u32>>,
+    groups: HashMap<(usize, Option<u16>), WildGroup>,
+    /// Distinct glob patterns and the rules that list them.
+    patterns: Vec<(Box<[Label]>, Vec<u32>)>,
+    ipv6: Vec<(Ipv6Addr, Option<u16>, u32)>,
+}
+
+/// Glob patterns with one label count and port.
+#[derive(Debug, Default)]
+struct WildGroup {
+    levels: Vec<Level>,
+    /// Patterns without any literal label.
+    fallback: Vec<usize>,
+}
+
+/// Patterns whose right-most literal run sits at the same place.
+#[derive(Debug)]
+struct Level {
+    from_right: usize,
+    len: usize,
+    by_text: HashMap<Box<str>, Vec<usize>>,
+}
+
+fn push_rule(rules: &mut Vec<u32>, rule: u32) {
+    if rules.last() != Some(&rule) {
+        rules.push(rule);
+    }
+}
+
+impl HostIndex {
+    /// Indexes a pattern's text for a rule. `seen` maps glob pattern texts
+    /// already indexed to their pattern id, so that rules sharing a pattern
+    /// share one check.
+    fn add<'p>(&mut self, text: &'p str, rule: u32, seen: &mut HashMap<&'p str, usize>) {
+        if let Some((_, rules)) = seen.get(text).and_then(|&id| self.patterns.get_mut(id)) {
+            push_rule(rules, rule);
+            return;
+        }
+        // Validated patterns always parse; anything else matches nothing.
+        let Ok(pattern) = HostPattern::parse(text) else {
+            return;
+        };
+        match pattern {
+            HostPattern::Exact(host) => push_rule(self.exact.entry(host.into()).or_default(), rule),
+            HostPattern::Ipv6 { addr, port } => self.ipv6.push((addr, port, rule)),
+            HostPattern::Wild { labels, port } => {
+                let id = self.patterns.len();
+                seen.insert(text, id);
+                let group = self.groups.entry((labels.len(), port)).or_default();
+                match literal_run(&labels) {
+                    None => group.fallback.push(id),
+                    Some((from_right, len, text)) => {
+                        let same = |l: &Level| l.from_right == from_right && l.len == len;
+                        let at = match group.levels.iter().position(same) {
+                            Some(at) => at,
+                            None => {
+                                group.levels.push(Level {
+                                    from_right,
+                                    len,
+                                    by_text: HashMap::new(),
+                                });
+                                group.levels.len() - 1
+                            }
+                        };
+                        let level = &mut group.levels[at];
+                        level.by_text.entry(text.into()).or_default().push(id);
+                    }
+                }
+                self.patterns.push((labels, vec![rule]));
+            }
+        }
+    }
+
+    /// Pushes (unsorted, possibly repeated) the rules with a pattern matching
+    /// a lowercase registry.
+    fn candidates(&self, registry: &str, out: &mut Vec<usize>) {
+        let as_index = |r: &u32| *r as usize;
+        if let Some(rules) = self.exact.get(registry) {
+            out.extend(rules.iter().map(as_index));
+        }
+        let (host, port) = split_registry(registry);
+        let Some(port) = image_port(port) else {
+            return;
+        };
+        if host.starts_with('[') {
+            if let Some(addr) = ipv6_host(host) {
+                let hits = self
+                    .ipv6
+                    .iter()
+                    .filter(|(a, p, _)| *a == addr && *p == port);
+                out.extend(hits.map(|(_, _, r)| *r as usize));
+            }
+            return;
+        }
+        let Some(group) = self.groups.get(&(label_count(host), port)) else {
+            return;
+        };
+        let mut check = |id: &usize| {
+            if let Some((labels, rules)) = self.patterns.get(*id)
+                && labels_match(labels, host)
+            {
+                out.extend(rules.iter().map(as_index));
+            }
+        };
+        for level in &group.levels {
+            if let Some(ids) = span_from_right(host, level.from_right, level.len)
+                .and_then(|text| level.by_text.get(text))
+            {
+                ids.iter().for_each(&mut check);
+            }
+        }
+        group.fallback.iter().for_each(check);
+    }
+}
+
+impl CompiledPolicy {
+    /// Compiles a validated policy. Infallible: a [`Policy`] is valid by
+    /// construction (a pattern that somehow fails to parse matches nothing).
+    pub fn compile(policy: Policy) -> CompiledPolicy {
+        let mut hosts = HostIndex::default();
+        let mut seen = HashMap::new();
+        for (i, rule) in policy.rules.iter().enumerate() {
+            let Ok(id) = u32::try_from(i) else { break };
+            for pattern in &rule.registries {
+                hosts.add(pattern, id, &mut seen);
+            }
+        }
+        drop(seen);
+        let rules: Vec<CompiledRule> = policy.rules.into_iter().map(CompiledRule::new).collect();
+        let uses_selectors = rules.iter().any(CompiledRule::has_selector);
+        CompiledPolicy {
+            rules,
+            hosts,
+            uses_selectors,
+        }
+    }
+
+    /// Parses, validates and compiles policy text.
+    pub fn from_text(text: &str) -> Result<CompiledPolicy, PolicyErrors> {
+        super::parse(text).map(CompiledPolicy::compile)
+    }
+
+    /// The rules, in document order (indices match [`match_image`](Self::match_image)).
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Appends to `out` the indices of the rules whose registry and repository
+    /// patterns match the image (namespaces not considered): ascending, no
+    /// duplicates. `registry` is the normalized host (`docker.io`,
+    /// `Harbor.Example:5000`, `[::1]:5000`) and `repository` the path
+    /// (`library/nginx`). Apart from growing `out`, allocates only when
+    /// `registry` has uppercase letters.
+    pub fn match_image(&self, registry: &str, repository: &str, out: &mut Vec<usize>) {
+        let start = out.len();
+        let lowered;
+        let mut registry = registry;
+        if registry.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = registry.to_ascii_lowercase();
+            registry = &lowered;
+        }
+        if registry == "index.docker.io" {
+            registry = "docker.io";
+        }
+        self.hosts.candidates(registry, out);
+        out[start..].sort_unstable();
+        let mut kept = start;
+        let mut prev = None;
+        for i in start..out.len() {
+            let id = out[i];
+            if prev == Some(id) {
+                continue;
+            }
+            prev = Some(id);
+            if self
+                .rules
+                .get(id)
+                .is_some_and(|r| r.repository_matches(repository))
+            {
+                out[kept] = id;
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+    }
+
+    /// Whether any rule has a label selector (so namespace labels are needed).
+    pub fn uses_selectors(&self) -> bool {
+        self.uses_selectors
+    }
+}
+
+impl From<Policy> for CompiledPolicy {
+    fn from(policy: Policy) -> Self {
+        CompiledPolicy::compile(policy)
+    }
+}
+
+impl CompiledRule {
+    fn new(rule: Rule) -> CompiledRule {
+        let mut secrets: Vec<String> = Vec::with_capacity(rule.secrets.len());
+        for s in rule.secrets {
+            if !secrets.contains(&s) {
+                secrets.push(s);
+            }
+        }
+        let repositories = rule
+            .repositories
+            .iter()
+            .filter_map(|r| RepoGlob::parse(r).ok())
+            .collect();
+        CompiledRule {
+            name: rule.name,
+            secrets,
+            repositories,
+            namespaces: rule.namespaces.as_ref().and_then(NamespaceRule::new),
+        }
+    }
+
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The secrets the rule adds, in policy order, without duplicates.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// Whether the rule has a (non-empty) namespace label selector.
+    pub fn has_selector(&self) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_some_and(|n| n.selector.is_some())
+    }
+
+    /// Whether a repository path passes the rule's repository globs (any
+    /// repository when it has none).
+    pub fn repository_matches(&self, repository: &str) -> bool {
+        self.repositories.is_empty() || self.repositories.iter().any(|g| g.matches(repository))
+    }
+
+    /// Whether the rule applies in a namespace. Name filters are decided
+    /// first, so a namespace they rule out is [`NamespaceMatch::No`] even when
+    /// its labels are unknown.
+    pub fn namespace_match(&self, ns: &NamespaceFacts<'_>) -> NamespaceMatch {
+        let Some(filter) = &self.namespaces else {
+            return NamespaceMatch::Yes;
+        };
+        if let Some(include) = &filter.include
+            && !include.iter().any(|g| g.matches(ns.name))
+        {
+            return NamespaceMatch::No;
+        }
+        if filter.exclude.iter().any(|g| g.matches(ns.name)) {
+            return NamespaceMatch::No;
+        }
+        match (&filter.selector, ns.labels) {
+            (None, _) => NamespaceMatch::Yes,
+            (Some(_), None) => NamespaceMatch::Unknown,
+            (Some(s), Some(labels)) if s.matches(labels) => NamespaceMatch::Yes,
+            (Some(_), Some(_)) => NamespaceMatch::No,
+        }
+    }
+}
+
+impl NamespaceRule {
+    /// `None` when the filter lets every namespace through.
+    fn new(f: &NamespaceFilter) -> Option<NamespaceRule> {
+        let globs = |v: &[String]| -> Box<[NameGlob]> {
+            v.iter().filter_map(|g| NameGlob::parse(g).ok()).collect()
+        };
+        let rule = NamespaceRule {
+            include: f.include.as_deref().map(globs),
+            exclude: globs(&f.exclude),
+            selector: f.selector.as_ref().and_then(CompiledSelector::new),
+        };
+        let open = rule.include.is_none() && rule.exclude.is_empty() && rule.selector.is_none();
+        (!open).then_some(rule)
+    }
+}

@@ -1,0 +1,311 @@
+//! Logs and metrics: the `tracing` subscriber (text or JSON lines) and the
+//! Prometheus series served on `--metrics-listen`.
+//!
+//! Label values are bounded: operation, outcome, result and rule names (a
+//! rule set is small and operator-controlled). No pod names, no images.
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::admission::Outcome;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global `tracing` subscriber writing to stderr. The filter
+/// comes from `RUST_LOG` (default `info`). Safe to call more than once.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    operation: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The outcome label used for bodies that were not readable reviews.
+pub const OUTCOME_ERROR: &str = "error";
+
+/// Every series the webhook exports.
+pub struct Metrics {
+    registry: Registry,
+    reviews: Family<ReviewLabels, Counter>,
+    secrets_injected: Family<RuleLabels, Counter>,
+    images_unmatched: Counter,
+    duration: Histogram,
+    in_flight: Gauge,
+    policy_generation: Gauge,
+    policy_rules: Gauge,
+    policy_reloads: Family<ResultLabels, Counter>,
+    cert_expiry: Gauge<i64, AtomicI64>,
+    cert_reloads: Family<ResultLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Latency buckets from 50 µs to about 1.6 s: the interesting part of a
+/// webhook's latency is well under a millisecond.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16)
+}
+
+impl Metrics {
+    /// Creates and registers every series.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pull_secret_injector");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "admission_reviews",
+            "AdmissionReviews answered, by operation and outcome (patched, unchanged, skipped, error)",
+            reviews.clone(),
+        );
+        let secrets_injected = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "secrets_injected",
+            "Pull secrets added to pods, by the policy rule that asked for them",
+            secrets_injected.clone(),
+        );
+        let images_unmatched = Counter::default();
+        registry.register(
+            "images_unmatched",
+            "Container images of mutated pods that no policy rule matched",
+            images_unmatched.clone(),
+        );
+        let duration = Histogram::new(latency_buckets());
+        registry.register_with_unit(
+            "admission_review_duration",
+            "Time to answer one AdmissionReview, from body received to response written",
+            prometheus_client::registry::Unit::Seconds,
+            duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "AdmissionReviews being answered right now",
+            in_flight.clone(),
+        );
+        let policy_generation = Gauge::default();
+        registry.register(
+            "policy_generation",
+            "Generation of the policy in force (increments on every accepted change)",
+            policy_generation.clone(),
+        );
+        let policy_rules = Gauge::default();
+        registry.register(
+            "policy_rules",
+            "Number of rules in the policy in force",
+            policy_rules.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy loads, by result (loaded, rejected)",
+            policy_reloads.clone(),
+        );
+        let cert_expiry = Gauge::<i64, AtomicI64>::default();
+        registry.register_with_unit(
+            "certificate_expiry_timestamp",
+            "Unix time at which the served TLS certificate expires",
+            prometheus_client::registry::Unit::Seconds,
+            cert_expiry.clone(),
+        );
+        let cert_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads that changed something, by result (loaded, rejected)",
+            cert_reloads.clone(),
+        );
+        Metrics {
+            registry,
+            reviews,
+            secrets_injected,
+            images_unmatched,
+            duration,
+            in_flight,
+            policy_generation,
+            policy_rules,
+            policy_reloads,
+            cert_expiry,
+            cert_reloads,
+        }
+    }
+
+    /// Counts one answered review.
+    pub fn review(&self, operation: &str, outcome: &'static str, elapsed: Duration) {
+        // Only the four admission operations become label values.
+        let operation = match operation {
+            "CREATE" | "UPDATE" | "DELETE" | "CONNECT" => operation,
+            _ => "other",
+        };
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                operation: operation.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts what a decision did.
+    pub fn decision(&self, outcome: Outcome, rules_added: &[(&str, usize)], unmatched: usize) {
+        if outcome == Outcome::Patched {
+            for (rule, count) in rules_added {
+                self.secrets_injected
+                    .get_or_create(&RuleLabels {
+                        rule: (*rule).to_owned(),
+                    })
+                    .inc_by(*count as u64);
+            }
+        }
+        if unmatched > 0 {
+            self.images_unmatched.inc_by(unmatched as u64);
+        }
+    }
+
+    /// Tracks a request in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    /// Records an accepted policy.
+    pub fn policy_loaded(&self, generation: u64, rules: usize) {
+        self.policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.policy_rules
+            .set(i64::try_from(rules).unwrap_or(i64::MAX));
+        self.policy_reloads
+            .get_or_create(&ResultLabels { result: "loaded" })
+            .inc();
+    }
+
+    /// Records a rejected policy.
+    pub fn policy_rejected(&self) {
+        self.policy_reloads
+            .get_or_create(&ResultLabels { result: "rejected" })
+            .inc();
+    }
+
+    /// Records the served certificate's expiry.
+    pub fn certificate(&self, not_after_unix: Option<i64>) {
+        if let Some(t) = not_after_unix {
+            self.cert_expiry.set(t);
+        }
+    }
+
+    /// Records a certificate reload attempt that saw new files.
+    pub fn certificate_reload(&self, ok: bool) {
+        let result = if ok { "loaded" } else { "rejected" };
+        self.cert_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_move_when_reviews_are_counted() {
+        let m = Metrics::new();
+        m.review(
+            "CREATE",
+            Outcome::Patched.as_str(),
+            Duration::from_micros(120),
+        );
+        m.review("PATCH-ME", OUTCOME_ERROR, Duration::from_micros(10));
+        m.decision(Outcome::Patched, &[("hub", 2)], 1);
+        m.policy_loaded(3, 10);
+        m.policy_rejected();
+        m.certificate(Some(1_900_000_000));
+        let text = m.encode();
+        for needle in [
+            r#"pull_secret_injector_admission_reviews_total{operation="CREATE",outcome="patched"} 1"#,
+            r#"pull_secret_injector_admission_reviews_total{operation="other",outcome="error"} 1"#,
+            r#"pull_secret_injector_secrets_injected_total{rule="hub"} 2"#,
+            "pull_secret_injector_images_unmatched_total 1",
+            "pull_secret_injector_admission_review_duration_seconds_count 2",
+            "pull_secret_injector_policy_generation 3",
+            "pull_secret_injector_policy_rules 10",
+            r#"pull_secret_injector_policy_reloads_total{result="rejected"} 1"#,
+            "pull_secret_injector_certificate_expiry_timestamp_seconds 1900000000",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        {
+            let _guard = m.in_flight();
+            assert!(
+                m.encode()
+                    .contains("pull_secret_injector_in_flight_requests 1")
+            );
+        }
+        assert!(
+            m.encode()
+                .contains("pull_secret_injector_in_flight_requests 0")
+        );
+    }
+}
