@@ -24,7 +24,11 @@ use tokio_rustls::TlsAcceptor;
 pub struct Limits {
     /// Longest a client may take to finish the TLS handshake.
     pub handshake: Duration,
-    /// Longest a client may take to send a request's headers.
+    /// Longest a client may take to send a request's headers. hyper also
+    /// applies it to idle kept-alive connections, so it is longer than the
+    /// 90 s idle timeout of kube-apiserver's HTTP client: the client, not
+    /// the server, closes idle connections, and a request is never written
+    /// into a connection the server is closing.
     pub header_read: Duration,
     /// Longest to wait for in-flight requests on shutdown.
     pub drain: Duration,
@@ -34,7 +38,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             handshake: Duration::from_secs(10),
-            header_read: Duration::from_secs(30),
+            header_read: Duration::from_secs(120),
             drain: Duration::from_secs(30),
         }
     }

@@ -1,0 +1,1576 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! The Kubernetes manifests in `manifests/`, checked three ways:
+//!
+//! - every YAML document parses into the k8s-openapi type its `kind` claims,
+//!   and serializes back to the same document (so a misspelled field, which
+//!   the types would silently ignore, fails the test);
+//! - the objects agree with the code: the Deployment's args parse with the
+//!   real command line, ports, probe paths, the webhook path, ConfigMap name
+//!   and key, TLS paths, RBAC and the webhook's selectors line up;
+//! - `kubectl kustomize` builds the base and both overlays (when `kubectl`
+//!   is on PATH) into exactly the expected objects, and into the same
+//!   objects as the small kustomize model below, which is what the checks
+//!   run on where `kubectl` is missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::Parser as _;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, PodSpec, Service, ServiceAccount,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use pull_secret_injector::cli::{Cli, ServeArgs};
+use pull_secret_injector::configmap::POLICY_KEY;
+use pull_secret_injector::policy::CompiledPolicy;
+use pull_secret_injector::telemetry::LogFormat;
+use pull_secret_injector::{certs, yaml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// What the manifests are expected to contain.
+
+/// The namespace everything lives in.
+const NS: &str = "pull-secret-injector";
+/// The name of most objects.
+const APP: &str = "pull-secret-injector";
+/// The policy ConfigMap (watched by name, so never hash-suffixed).
+const POLICY_CONFIGMAP: &str = "pull-secret-injector-policy";
+/// The Secret holding the serving certificate.
+const TLS_SECRET: &str = "pull-secret-injector-tls";
+/// The label that opts a namespace or a pod out.
+const OPT_OUT: &str = "pull-secret-injector.io/inject";
+/// The label every namespace carries with its own name.
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The image, without the tag (the tag is the crate version).
+const IMAGE: &str = "ghcr.io/example/pull-secret-injector";
+/// The user the image runs as (distroless `nonroot`).
+const NONROOT: i64 = 65532;
+/// Defaults of `serve` (DESIGN.md §5–6): HTTPS and metrics listeners.
+const DEFAULT_HTTPS_PORT: u16 = 8443;
+const DEFAULT_METRICS_PORT: u16 = 9090;
+/// The JSON pointer the manual-certs overlay patches.
+const CA_BUNDLE_PATH: &str = "/webhooks/0/clientConfig/caBundle";
+
+/// Every object the base builds into: (kind, name, namespace).
+const BASE_OBJECTS: [(&str, &str, Option<&str>); 11] = [
+    ("Namespace", NS, None),
+    ("ServiceAccount", APP, Some(NS)),
+    ("ClusterRole", APP, None),
+    ("ClusterRoleBinding", APP, None),
+    ("Role", APP, Some(NS)),
+    ("RoleBinding", APP, Some(NS)),
+    ("ConfigMap", POLICY_CONFIGMAP, Some(NS)),
+    ("Service", APP, Some(NS)),
+    ("Deployment", APP, Some(NS)),
+    ("PodDisruptionBudget", APP, Some(NS)),
+    ("MutatingWebhookConfiguration", APP, None),
+];
+
+/// What the cert-manager overlay adds.
+const CERT_MANAGER_OBJECTS: [(&str, &str, Option<&str>); 4] = [
+    ("Issuer", "pull-secret-injector-selfsigned", Some(NS)),
+    ("Certificate", "pull-secret-injector-ca", Some(NS)),
+    ("Issuer", "pull-secret-injector-ca", Some(NS)),
+    ("Certificate", "pull-secret-injector-serving", Some(NS)),
+];
+
+/// Kinds without a namespace.
+const CLUSTER_SCOPED: [&str; 4] = [
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+];
+
+// ---------------------------------------------------------------------------
+// Files and documents.
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn manifests() -> PathBuf {
+    repo().join("manifests")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Every `*.yaml` / `*.yml` file under `dir`, recursively, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The YAML documents of a text, split on lines that are exactly `---`;
+/// documents holding only comments and blank lines are dropped.
+fn documents(text: &str, origin: &str) -> Vec<Value> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line == "---" {
+            docs.push(String::new());
+        } else {
+            let doc = docs.last_mut().unwrap();
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    docs.iter()
+        .enumerate()
+        .filter(|(_, doc)| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(|(i, doc)| {
+            yaml::to_json(doc).unwrap_or_else(|e| panic!("{origin}, document {i}: not YAML: {e}"))
+        })
+        .collect()
+}
+
+fn file_documents(path: &Path) -> Vec<Value> {
+    documents(&read(path), &path.display().to_string())
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+fn kind_of(value: &Value) -> &str {
+    str_at(value, "/kind").unwrap_or("")
+}
+
+fn name_of(value: &Value) -> &str {
+    str_at(value, "/metadata/name").unwrap_or("")
+}
+
+fn namespace_of(value: &Value) -> Option<&str> {
+    str_at(value, "/metadata/namespace")
+}
+
+fn describe(value: &Value) -> String {
+    match namespace_of(value) {
+        Some(ns) => format!("{} {ns}/{}", kind_of(value), name_of(value)),
+        None => format!("{} {}", kind_of(value), name_of(value)),
+    }
+}
+
+/// Where two JSON values differ, as JSON pointers.
+fn differences(a: &Value, b: &Value, at: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for key in x.keys().chain(y.keys()).collect::<BTreeSet<_>>() {
+                let here = format!("{at}/{key}");
+                match (x.get(key), y.get(key)) {
+                    (Some(p), Some(q)) => differences(p, q, &here, out),
+                    (Some(_), None) => out.push(format!("{here} (not a field of the type)")),
+                    (None, Some(_)) => out.push(format!("{here} (added by the type)")),
+                    (None, None) => unreachable!(),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                differences(p, q, &format!("{at}/{i}"), out);
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{at}: {a} became {b}")),
+    }
+}
+
+/// Parses `value` as `T` and checks that nothing was lost on the way:
+/// k8s-openapi ignores unknown fields, so a misspelled one shows up here.
+fn typed<T: DeserializeOwned + Serialize>(value: &Value, origin: &str) -> T {
+    let object: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{origin}: not a valid {}: {e}", std::any::type_name::<T>()));
+    let back = serde_json::to_value(&object).unwrap();
+    let mut diffs = Vec::new();
+    differences(value, &back, "", &mut diffs);
+    assert!(
+        diffs.is_empty(),
+        "{origin}: does not round-trip through {} (misspelled or misplaced fields?):\n  {}",
+        std::any::type_name::<T>(),
+        diffs.join("\n  ")
+    );
+    object
+}
+
+// ---------------------------------------------------------------------------
+// One document, by kind.
+
+fn parses<T: DeserializeOwned + Serialize>(value: &Value, origin: &str) {
+    typed::<T>(value, origin);
+}
+
+/// Checks one document for what its `kind` claims.
+fn check_document(value: &Value, origin: &str) {
+    if let Value::Array(_) = value {
+        check_json_patch(value, origin);
+        return;
+    }
+    let api_version = str_at(value, "/apiVersion").unwrap_or("");
+    match (api_version, kind_of(value)) {
+        ("v1", "Namespace") => parses::<Namespace>(value, origin),
+        ("v1", "ServiceAccount") => parses::<ServiceAccount>(value, origin),
+        ("v1", "Service") => parses::<Service>(value, origin),
+        ("v1", "ConfigMap") => parses::<ConfigMap>(value, origin),
+        ("apps/v1", "Deployment") => parses::<Deployment>(value, origin),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => parses::<ClusterRole>(value, origin),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            parses::<ClusterRoleBinding>(value, origin)
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => parses::<Role>(value, origin),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => parses::<RoleBinding>(value, origin),
+        ("policy/v1", "PodDisruptionBudget") => parses::<PodDisruptionBudget>(value, origin),
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
+            parses::<MutatingWebhookConfiguration>(value, origin)
+        }
+        ("cert-manager.io/v1", "Issuer") => check_issuer(value, origin),
+        ("cert-manager.io/v1", "Certificate") => check_certificate(value, origin),
+        ("kustomize.config.k8s.io/v1beta1", "Kustomization") => check_kustomization(value, origin),
+        (api_version, kind) => panic!(
+            "{origin}: unexpected kind {kind:?} (apiVersion {api_version:?}); teach tests/manifests.rs about it"
+        ),
+    }
+}
+
+fn check_json_patch(value: &Value, origin: &str) {
+    let patch: json_patch::Patch = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{origin}: not a JSON patch: {e}"));
+    assert!(!patch.0.is_empty(), "{origin}: empty JSON patch");
+}
+
+fn check_issuer(value: &Value, origin: &str) {
+    assert!(
+        !name_of(value).is_empty(),
+        "{origin}: Issuer without a name"
+    );
+    let spec = value["spec"].as_object().expect("Issuer spec");
+    let kinds: Vec<&String> = spec.keys().collect();
+    assert!(
+        kinds == ["selfSigned"] || kinds == ["ca"],
+        "{origin}: expected a selfSigned or a ca Issuer, got {kinds:?}"
+    );
+    if let Some(ca) = spec.get("ca") {
+        assert!(
+            str_at(ca, "/secretName").is_some_and(|s| !s.is_empty()),
+            "{origin}: ca Issuer without secretName"
+        );
+    }
+}
+
+/// Go duration (`2160h`, `1h30m`, `90s`).
+fn go_duration(text: &str) -> Duration {
+    let mut total = 0.0;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    assert!(!text.is_empty(), "empty duration");
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => panic!("bad duration {text:?}"),
+        };
+        total += number
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad duration {text:?}"))
+            * unit;
+        number.clear();
+    }
+    assert!(number.is_empty(), "duration {text:?} lacks a unit");
+    Duration::from_secs_f64(total)
+}
+
+fn check_certificate(value: &Value, origin: &str) {
+    let spec = &value["spec"];
+    assert!(
+        str_at(spec, "/secretName").is_some_and(|s| !s.is_empty()),
+        "{origin}: Certificate without secretName"
+    );
+    assert!(
+        str_at(spec, "/issuerRef/name").is_some_and(|s| !s.is_empty()),
+        "{origin}: Certificate without issuerRef.name"
+    );
+    assert_eq!(
+        str_at(spec, "/issuerRef/kind"),
+        Some("Issuer"),
+        "{origin}: issuerRef.kind"
+    );
+    assert_eq!(
+        str_at(spec, "/privateKey/algorithm"),
+        Some("ECDSA"),
+        "{origin}: ECDSA key"
+    );
+    assert_eq!(
+        spec.pointer("/privateKey/size").and_then(Value::as_i64),
+        Some(256),
+        "{origin}: P-256 key"
+    );
+    let duration = go_duration(str_at(spec, "/duration").expect("duration"));
+    let renew = go_duration(str_at(spec, "/renewBefore").expect("renewBefore"));
+    assert!(
+        renew < duration && renew >= duration / 10,
+        "{origin}: renewBefore {renew:?} should be a good part of duration {duration:?}"
+    );
+}
+
+/// The fields of a Kustomization this repository uses.
+fn check_kustomization(value: &Value, origin: &str) {
+    let known = [
+        "apiVersion",
+        "kind",
+        "namespace",
+        "resources",
+        "patches",
+        "configMapGenerator",
+        "images",
+    ];
+    for key in value.as_object().expect("kustomization").keys() {
+        assert!(
+            known.contains(&key.as_str()),
+            "{origin}: field {key:?} is not one the tests understand"
+        );
+    }
+}
+
+#[test]
+fn every_document_parses_as_the_kind_it_claims() {
+    let mut seen = BTreeSet::new();
+    for path in yaml_files(&manifests()) {
+        let origin = path.strip_prefix(repo()).unwrap().display().to_string();
+        if path.file_name().is_some_and(|n| n == "policy.yaml") {
+            let policy = CompiledPolicy::from_text(&read(&path))
+                .unwrap_or_else(|e| panic!("{origin}: invalid policy:\n{e}"));
+            assert!(!policy.rules().is_empty(), "{origin}: no rules");
+            continue;
+        }
+        let docs = file_documents(&path);
+        assert!(!docs.is_empty(), "{origin}: no document");
+        for (i, doc) in docs.iter().enumerate() {
+            check_document(doc, &format!("{origin}, document {i}"));
+            seen.insert(kind_of(doc).to_owned());
+        }
+    }
+    for kind in BASE_OBJECTS
+        .iter()
+        .map(|o| o.0)
+        .filter(|k| *k != "ConfigMap")
+    {
+        assert!(seen.contains(kind), "no {kind} under manifests/");
+    }
+}
+
+#[test]
+fn the_packed_policy_is_the_shipped_example() {
+    // kustomize only reads files inside a kustomization's directory, and
+    // manifests/policy.yaml stays where `serve --dev` and the docs find it.
+    assert_eq!(
+        read(&manifests().join("base/policy.yaml")),
+        read(&manifests().join("policy.yaml")),
+        "manifests/base/policy.yaml must be a copy of manifests/policy.yaml: \
+         cp manifests/policy.yaml manifests/base/policy.yaml"
+    );
+}
+
+#[test]
+fn every_file_is_used_by_a_kustomization() {
+    let mut used = BTreeSet::from([manifests().join("policy.yaml")]);
+    for path in yaml_files(&manifests()) {
+        if path.file_name().is_none_or(|n| n != "kustomization.yaml") {
+            continue;
+        }
+        used.insert(path.clone());
+        let dir = path.parent().unwrap();
+        let k = &file_documents(&path)[0];
+        let mut refs: Vec<&str> = Vec::new();
+        for item in k["resources"].as_array().into_iter().flatten() {
+            refs.push(item.as_str().unwrap());
+        }
+        for item in k["patches"].as_array().into_iter().flatten() {
+            refs.push(str_at(item, "/path").expect("patch path"));
+        }
+        for generator in k["configMapGenerator"].as_array().into_iter().flatten() {
+            for file in generator["files"].as_array().into_iter().flatten() {
+                let file = file.as_str().unwrap();
+                refs.push(file.split_once('=').map_or(file, |(_, f)| f));
+            }
+        }
+        for r in refs {
+            let target = dir.join(r);
+            assert!(target.exists(), "{}: {r} does not exist", path.display());
+            used.insert(target.canonicalize().unwrap());
+        }
+    }
+    let used: BTreeSet<PathBuf> = used.iter().map(|p| p.canonicalize().unwrap()).collect();
+    for path in yaml_files(&manifests()) {
+        assert!(
+            used.contains(&path.canonicalize().unwrap()),
+            "{} is not referenced by any kustomization.yaml",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn failure_policy_is_one_commented_line() {
+    let path = manifests().join("base/mutatingwebhookconfiguration.yaml");
+    let text = read(&path);
+    let lines: Vec<&str> = text.lines().collect();
+    let at: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("failurePolicy:"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "one failurePolicy line");
+    let comment: String = lines[..at[0]]
+        .iter()
+        .rev()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    for word in ["Ignore", "Fail", "ImagePullBackOff"] {
+        assert!(
+            comment.contains(word),
+            "the comment above failurePolicy should explain {word}:\n{comment}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A small model of kustomize: enough for this repository's kustomizations
+// (resources, namespace, configMapGenerator, images, patches). When kubectl
+// is available the tests check that it agrees with the real thing.
+
+fn set_namespace(object: &mut Value, ns: &str) {
+    let kind = kind_of(object).to_owned();
+    if !CLUSTER_SCOPED.contains(&kind.as_str()) {
+        object["metadata"]["namespace"] = Value::String(ns.to_owned());
+    }
+    if kind == "MutatingWebhookConfiguration" {
+        for webhook in object["webhooks"].as_array_mut().into_iter().flatten() {
+            if let Some(service) = webhook.pointer_mut("/clientConfig/service") {
+                service["namespace"] = Value::String(ns.to_owned());
+            }
+        }
+    }
+}
+
+fn set_images(object: &mut Value, images: &[Value]) {
+    let Some(containers) = object
+        .pointer_mut("/spec/template/spec/containers")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for container in containers {
+        let image = container["image"].as_str().unwrap_or("").to_owned();
+        let (name, tag) = image.rsplit_once(':').unwrap_or((&image, ""));
+        for entry in images {
+            if str_at(entry, "/name") == Some(name) {
+                let name = str_at(entry, "/newName").unwrap_or(name);
+                let tag = str_at(entry, "/newTag").unwrap_or(tag);
+                container["image"] = Value::String(format!("{name}:{tag}"));
+            }
+        }
+    }
+}
+
+fn kustomize_model(dir: &Path) -> Vec<Value> {
+    let k = file_documents(&dir.join("kustomization.yaml")).remove(0);
+    let mut objects = Vec::new();
+    for resource in k["resources"].as_array().into_iter().flatten() {
+        let path = dir.join(resource.as_str().unwrap());
+        if path.is_dir() {
+            objects.extend(kustomize_model(&path));
+        } else {
+            objects.extend(file_documents(&path));
+        }
+    }
+    for generator in k["configMapGenerator"].as_array().into_iter().flatten() {
+        assert_eq!(
+            generator.pointer("/options/disableNameSuffixHash"),
+            Some(&Value::Bool(true)),
+            "the policy ConfigMap is watched by name: no hash suffix"
+        );
+        let mut data = serde_json::Map::new();
+        for file in generator["files"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            let (key, path) = file.split_once('=').unwrap_or((file, file));
+            data.insert(key.to_owned(), Value::String(read(&dir.join(path))));
+        }
+        let mut metadata = serde_json::json!({"name": generator["name"]});
+        if let Some(labels) = generator.pointer("/options/labels") {
+            metadata["labels"] = labels.clone();
+        }
+        objects.push(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata,
+            "data": data,
+        }));
+    }
+    for patch in k["patches"].as_array().into_iter().flatten() {
+        let path = dir.join(str_at(patch, "/path").expect("patches need a path"));
+        let doc = file_documents(&path).remove(0);
+        let (kind, name) = match patch.get("target") {
+            Some(target) => (
+                str_at(target, "/kind").unwrap().to_owned(),
+                str_at(target, "/name").unwrap().to_owned(),
+            ),
+            None => (kind_of(&doc).to_owned(), name_of(&doc).to_owned()),
+        };
+        let object = objects
+            .iter_mut()
+            .find(|o| kind_of(o) == kind && name_of(o) == name)
+            .unwrap_or_else(|| panic!("{}: no {kind} {name} to patch", path.display()));
+        if doc.is_array() {
+            let ops: json_patch::Patch = serde_json::from_value(doc).unwrap();
+            json_patch::patch(object, &ops).unwrap();
+        } else {
+            // A strategic merge patch of maps only is a JSON merge patch.
+            json_patch::merge(object, &doc);
+        }
+    }
+    if let Some(images) = k["images"].as_array() {
+        for object in &mut objects {
+            set_images(object, images);
+        }
+    }
+    if let Some(ns) = k["namespace"].as_str() {
+        for object in &mut objects {
+            set_namespace(object, ns);
+        }
+    }
+    objects
+}
+
+// ---------------------------------------------------------------------------
+// kubectl, when there is one.
+
+/// `kubectl kustomize DIR`, or `None` (with a note) without kubectl.
+fn kubectl_kustomize(dir: &Path) -> Option<Vec<Value>> {
+    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "note: kubectl is not on PATH; `kubectl kustomize {}` skipped",
+                dir.display()
+            );
+            return None;
+        }
+        Err(e) => panic!("cannot run kubectl: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    Some(documents(
+        &text,
+        &format!("kubectl kustomize {}", dir.display()),
+    ))
+}
+
+fn object_keys(objects: &[Value]) -> Vec<(String, String, Option<String>)> {
+    let mut keys: Vec<_> = objects
+        .iter()
+        .map(|o| {
+            (
+                kind_of(o).to_owned(),
+                name_of(o).to_owned(),
+                namespace_of(o).map(str::to_owned),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn expected_keys(lists: &[&[(&str, &str, Option<&str>)]]) -> Vec<(String, String, Option<String>)> {
+    let mut keys: Vec<_> = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|(k, n, ns)| (k.to_string(), n.to_string(), ns.map(str::to_owned)))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Sorted by kind, namespace and name, for comparing builds.
+fn sorted(mut objects: Vec<Value>) -> Vec<Value> {
+    objects.sort_by_key(|o| {
+        (
+            kind_of(o).to_owned(),
+            namespace_of(o).map(str::to_owned),
+            name_of(o).to_owned(),
+        )
+    });
+    objects
+}
+
+/// The build of `dir`: kubectl's when there is kubectl (then the model must
+/// agree with it), else the model's.
+fn build(dir: &Path) -> Vec<Value> {
+    let model = sorted(kustomize_model(dir));
+    match kubectl_kustomize(dir) {
+        Some(real) => {
+            let real = sorted(real);
+            assert_eq!(
+                object_keys(&real),
+                object_keys(&model),
+                "{}: kubectl and the test's kustomize model build different objects",
+                dir.display()
+            );
+            for (r, m) in real.iter().zip(&model) {
+                let mut diffs = Vec::new();
+                differences(m, r, "", &mut diffs);
+                assert!(
+                    diffs.is_empty(),
+                    "{}: {}: the model differs from kubectl:\n  {}",
+                    dir.display(),
+                    describe(r),
+                    diffs.join("\n  ")
+                );
+            }
+            real
+        }
+        None => model,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cross-checks on a built set of objects.
+
+struct Bundle {
+    objects: Vec<Value>,
+    origin: String,
+}
+
+impl Bundle {
+    fn new(objects: Vec<Value>, origin: &str) -> Self {
+        Bundle {
+            objects,
+            origin: origin.to_owned(),
+        }
+    }
+
+    fn all<T: k8s_openapi::Resource + DeserializeOwned + Serialize>(&self) -> Vec<T> {
+        self.objects
+            .iter()
+            .filter(|o| str_at(o, "/apiVersion") == Some(T::API_VERSION) && kind_of(o) == T::KIND)
+            .map(|o| typed(o, &format!("{}: {}", self.origin, describe(o))))
+            .collect()
+    }
+
+    fn one<T: k8s_openapi::Resource + DeserializeOwned + Serialize>(&self) -> T {
+        let mut all = self.all::<T>();
+        assert_eq!(all.len(), 1, "{}: one {}", self.origin, T::KIND);
+        all.remove(0)
+    }
+
+    fn raw(&self, kind: &str, name: &str) -> &Value {
+        self.objects
+            .iter()
+            .find(|o| kind_of(o) == kind && name_of(o) == name)
+            .unwrap_or_else(|| panic!("{}: no {kind} {name}", self.origin))
+    }
+}
+
+/// Whether `selector` selects an object with `labels`.
+fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            other => panic!("unknown selector operator {other}"),
+        }
+    });
+    by_labels && by_expressions
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A namespace's labels as the webhook's namespaceSelector sees them.
+fn namespace_labels(name: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut l = labels(extra);
+    l.insert(NAME_LABEL.to_owned(), name.to_owned());
+    l
+}
+
+/// `serve`'s flags, parsed by the real definition.
+#[derive(clap::Parser, Debug)]
+#[command(name = "serve")]
+struct Serve {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+fn container_port(container: &Container, port: &IntOrString) -> i32 {
+    match port {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(name) => {
+            container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("no container port named {name}"))
+                .container_port
+        }
+    }
+}
+
+fn rule_is(rule: &PolicyRule, group: &str, resource: &str) -> bool {
+    rule.api_groups.as_deref() == Some(&[group.to_owned()][..])
+        && rule.resources.as_deref() == Some(&[resource.to_owned()][..])
+}
+
+fn verbs(rule: &PolicyRule) -> BTreeSet<&str> {
+    rule.verbs.iter().map(String::as_str).collect()
+}
+
+/// Everything the base promises, on a build of the base or of an overlay.
+fn check_base(bundle: &Bundle) {
+    let origin = &bundle.origin;
+
+    // Namespace.
+    let namespace = bundle.one::<Namespace>();
+    let ns = namespace.metadata.name.clone().unwrap();
+    assert_eq!(ns, NS, "{origin}: namespace");
+    let ns_labels = namespace.metadata.labels.clone().unwrap_or_default();
+
+    // Deployment and its one container.
+    let deployment = bundle.one::<Deployment>();
+    assert_eq!(deployment.metadata.namespace.as_deref(), Some(NS));
+    let spec = deployment.spec.as_ref().unwrap();
+    assert!(
+        spec.replicas.unwrap_or(1) >= 2,
+        "{origin}: at least 2 replicas"
+    );
+    let template = &spec.template;
+    let pod_labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    assert!(
+        selects(&spec.selector, &pod_labels),
+        "{origin}: the Deployment's selector must select its pods"
+    );
+    let pod: &PodSpec = template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers.len(), 1, "{origin}: one container");
+    let container = &pod.containers[0];
+
+    // Image: the placeholder registry, tagged with the crate version.
+    assert_eq!(
+        container.image.as_deref(),
+        Some(format!("{IMAGE}:{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "{origin}: image tag = crate version (kustomization images: newTag)"
+    );
+    assert!(
+        container.command.is_none(),
+        "{origin}: the image's entrypoint runs"
+    );
+
+    // Args: the real command line accepts them.
+    let args = container.args.clone().unwrap_or_default();
+    let argv = std::iter::once("pull-secret-injector".to_owned()).chain(args.iter().cloned());
+    if let Err(e) = Cli::try_parse_from(argv) {
+        panic!("{origin}: the container args do not parse: {e}\nargs: {args:?}");
+    }
+    assert_eq!(args.first().map(String::as_str), Some("serve"));
+    let serve = Serve::try_parse_from(args.iter())
+        .unwrap_or_else(|e| panic!("{origin}: serve args: {e}"))
+        .args;
+    assert!(!serve.dev, "{origin}: no --dev in a cluster");
+    assert!(
+        serve.policy_file.is_none(),
+        "{origin}: the policy comes from the ConfigMap"
+    );
+    assert_eq!(serve.log_format, LogFormat::Json, "{origin}: JSON logs");
+    let https_port = serve.listen.map_or(DEFAULT_HTTPS_PORT, |a| a.port());
+    let metrics_port = serve
+        .metrics_listen
+        .map_or(DEFAULT_METRICS_PORT, |a| a.port());
+    if let Some(listen) = serve.listen {
+        assert!(
+            listen.ip().is_unspecified(),
+            "{origin}: listen on all addresses"
+        );
+    }
+
+    // The policy ConfigMap: named in the args, generated, readable.
+    let spec_cm = serve
+        .policy_configmap
+        .clone()
+        .unwrap_or_else(|| panic!("{origin}: --policy-configmap"));
+    let (cm_ns, cm_name) = spec_cm.split_once('/').unwrap();
+    assert_eq!(
+        (cm_ns, cm_name),
+        (NS, POLICY_CONFIGMAP),
+        "{origin}: --policy-configmap"
+    );
+    let configmaps = bundle.all::<ConfigMap>();
+    let cm = configmaps
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(cm_name))
+        .unwrap_or_else(|| panic!("{origin}: no ConfigMap {cm_name}"));
+    assert_eq!(cm.metadata.namespace.as_deref(), Some(cm_ns));
+    let data = cm.data.clone().unwrap_or_default();
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        [POLICY_KEY],
+        "{origin}: the ConfigMap holds exactly the key {POLICY_KEY}"
+    );
+    assert_eq!(
+        data[POLICY_KEY],
+        read(&manifests().join("policy.yaml")),
+        "{origin}: the ConfigMap holds manifests/policy.yaml"
+    );
+    CompiledPolicy::from_text(&data[POLICY_KEY]).unwrap();
+
+    // POD_NAME for the Events' reporter instance.
+    let env = container.env.clone().unwrap_or_default();
+    let pod_name = env
+        .iter()
+        .find(|e| e.name == "POD_NAME")
+        .unwrap_or_else(|| panic!("{origin}: env POD_NAME"));
+    assert_eq!(
+        pod_name
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str()),
+        Some("metadata.name")
+    );
+
+    // TLS files: inside a read-only mount of the TLS Secret, under the keys a
+    // kubernetes.io/tls Secret (and cert-manager) uses.
+    let mounts = container.volume_mounts.clone().unwrap_or_default();
+    let mount = mounts
+        .iter()
+        .find(|m| serve.tls_cert.starts_with(&m.mount_path))
+        .unwrap_or_else(|| {
+            panic!(
+                "{origin}: {} is in no volume mount",
+                serve.tls_cert.display()
+            )
+        });
+    assert_eq!(mount.read_only, Some(true), "{origin}: TLS mount read-only");
+    assert_eq!(
+        serve.tls_cert.strip_prefix(&mount.mount_path).unwrap(),
+        Path::new("tls.crt")
+    );
+    assert_eq!(
+        serve.tls_key.strip_prefix(&mount.mount_path).unwrap(),
+        Path::new("tls.key")
+    );
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap_or_else(|| panic!("{origin}: no volume {}", mount.name));
+    let secret = volume.secret.as_ref().expect("the TLS volume is a Secret");
+    assert_eq!(secret.secret_name.as_deref(), Some(TLS_SECRET));
+    assert!(
+        secret.items.is_none(),
+        "{origin}: the Secret's keys are not remapped"
+    );
+    if let Some(mode) = secret.default_mode {
+        assert!(
+            mode & 0o440 == 0o440 || mode & 0o404 == 0o404,
+            "{origin}: the key must be readable"
+        );
+        assert!(
+            mode & 0o004 != 0
+                || pod.security_context.as_ref().and_then(|s| s.fs_group) == Some(NONROOT),
+            "{origin}: a mode without world read needs fsGroup {NONROOT}"
+        );
+    }
+
+    // Ports and probes.
+    let https = container_port(container, &IntOrString::String("https".into()));
+    let metrics = container_port(container, &IntOrString::String("metrics".into()));
+    assert_eq!(
+        https,
+        i32::from(https_port),
+        "{origin}: container port https = --listen"
+    );
+    assert_eq!(
+        metrics,
+        i32::from(metrics_port),
+        "{origin}: container port metrics = --metrics-listen"
+    );
+    for (probe, path) in [
+        (container.readiness_probe.as_ref(), "/readyz"),
+        (container.liveness_probe.as_ref(), "/healthz"),
+    ] {
+        let get = probe
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap_or_else(|| panic!("{origin}: an httpGet probe on {path}"));
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(
+            get.scheme.as_deref(),
+            Some("HTTPS"),
+            "{origin}: {path} over HTTPS"
+        );
+        assert_eq!(
+            container_port(container, &get.port),
+            https,
+            "{origin}: {path} port"
+        );
+    }
+    let annotations = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("prometheus.io/scrape").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        annotations.get("prometheus.io/port"),
+        Some(&metrics.to_string()),
+        "{origin}: scrape port"
+    );
+
+    // Resources: requests, a memory limit, no CPU limit (throttling a
+    // webhook on the request path is worse than sharing a core).
+    let resources = container.resources.as_ref().expect("resources");
+    let requests = resources.requests.clone().unwrap_or_default();
+    let limits = resources.limits.clone().unwrap_or_default();
+    assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
+    assert!(limits.contains_key("memory"), "{origin}: memory limit");
+    assert!(!limits.contains_key("cpu"), "{origin}: no CPU limit");
+
+    // Shutdown: terminationGracePeriodSeconds covers grace + drain.
+    let grace = pod.termination_grace_period_seconds.unwrap_or(30);
+    let needed = serve.shutdown_grace + serve.drain_timeout + Duration::from_secs(5);
+    assert!(
+        Duration::from_secs(u64::try_from(grace).unwrap()) >= needed,
+        "{origin}: terminationGracePeriodSeconds {grace} < shutdown grace + drain + 5s ({needed:?})"
+    );
+
+    // Restricted security context (container settings override the pod's).
+    let psc = pod.security_context.clone().unwrap_or_default();
+    let csc = container.security_context.clone().unwrap_or_default();
+    assert_eq!(csc.run_as_non_root.or(psc.run_as_non_root), Some(true));
+    assert_eq!(csc.run_as_user.or(psc.run_as_user), Some(NONROOT));
+    assert_eq!(csc.run_as_group.or(psc.run_as_group), Some(NONROOT));
+    assert_eq!(csc.read_only_root_filesystem, Some(true));
+    assert_eq!(csc.allow_privilege_escalation, Some(false));
+    assert_ne!(csc.privileged, Some(true));
+    let caps = csc.capabilities.clone().unwrap_or_default();
+    assert_eq!(
+        caps.drop.as_deref(),
+        Some(&["ALL".to_owned()][..]),
+        "{origin}: drop ALL"
+    );
+    assert!(
+        caps.add.unwrap_or_default().is_empty(),
+        "{origin}: no capabilities added"
+    );
+    let seccomp = csc
+        .seccomp_profile
+        .or(psc.seccomp_profile)
+        .expect("seccompProfile");
+    assert_eq!(seccomp.type_, "RuntimeDefault");
+    assert_ne!(pod.host_network, Some(true));
+    assert_ne!(pod.host_pid, Some(true));
+    assert_ne!(pod.host_ipc, Some(true));
+    assert_eq!(
+        ns_labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted"),
+        "{origin}: the namespace enforces the restricted Pod Security Standard"
+    );
+
+    // Spread over nodes.
+    let anti = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .expect("preferred pod anti-affinity");
+    assert!(anti.iter().any(|t| {
+        t.pod_affinity_term.topology_key == "kubernetes.io/hostname"
+            && t.pod_affinity_term
+                .label_selector
+                .as_ref()
+                .is_some_and(|s| selects(s, &pod_labels))
+    }));
+    let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
+    assert!(!spread.is_empty(), "{origin}: topologySpreadConstraints");
+    for c in &spread {
+        assert!(
+            c.label_selector
+                .as_ref()
+                .is_some_and(|s| selects(s, &pod_labels)),
+            "{origin}: spread constraint on {} selects the pods",
+            c.topology_key
+        );
+    }
+
+    // PodDisruptionBudget.
+    let pdb = bundle.one::<PodDisruptionBudget>();
+    let pdb_spec = pdb.spec.as_ref().unwrap();
+    assert_eq!(pdb_spec.min_available, Some(IntOrString::Int(1)));
+    let pdb_selector = pdb_spec.selector.clone().expect("PDB selector");
+    assert_eq!(
+        pdb_selector, spec.selector,
+        "{origin}: PDB selects like the Deployment"
+    );
+    assert!(selects(&pdb_selector, &pod_labels));
+
+    // Service → container ports.
+    let service = bundle.one::<Service>();
+    assert_eq!(service.metadata.namespace.as_deref(), Some(NS));
+    let service_spec = service.spec.as_ref().unwrap();
+    let service_selector = service_spec.selector.clone().unwrap_or_default();
+    assert!(!service_selector.is_empty());
+    assert!(
+        service_selector
+            .iter()
+            .all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "{origin}: the Service selects the pods"
+    );
+    let service_ports = service_spec.ports.clone().unwrap_or_default();
+    let port_named = |name: &str| {
+        service_ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{origin}: Service port {name}"))
+            .clone()
+    };
+    let service_https = port_named("https");
+    assert_eq!(
+        container_port(container, service_https.target_port.as_ref().unwrap()),
+        https,
+        "{origin}: Service https → the HTTPS listener"
+    );
+    let service_metrics = port_named("metrics");
+    assert_eq!(service_metrics.port, metrics);
+    assert_eq!(
+        container_port(container, service_metrics.target_port.as_ref().unwrap()),
+        metrics
+    );
+
+    // ServiceAccount and RBAC.
+    let sa = bundle.one::<ServiceAccount>();
+    let sa_name = sa.metadata.name.clone().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(sa_name.as_str()));
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(true),
+        "{origin}: needs the API"
+    );
+    assert_ne!(sa.automount_service_account_token, Some(false));
+    let is_our_sa = |subjects: &Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| {
+        subjects.iter().flatten().any(|s| {
+            s.kind == "ServiceAccount" && s.name == sa_name && s.namespace.as_deref() == Some(NS)
+        })
+    };
+
+    let cluster_role = bundle.one::<ClusterRole>();
+    let rules = cluster_role.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "{origin}: ClusterRole: namespaces only");
+    assert!(rule_is(&rules[0], "", "namespaces"));
+    assert_eq!(verbs(&rules[0]), BTreeSet::from(["get", "list", "watch"]));
+    assert!(rules[0].resource_names.is_none());
+    let crb = bundle.one::<ClusterRoleBinding>();
+    assert_eq!(crb.role_ref.kind, "ClusterRole");
+    assert_eq!(
+        Some(&crb.role_ref.name),
+        cluster_role.metadata.name.as_ref()
+    );
+    assert!(
+        is_our_sa(&crb.subjects),
+        "{origin}: ClusterRoleBinding → ServiceAccount"
+    );
+
+    let role = bundle.one::<Role>();
+    // Events are posted in the ConfigMap's namespace.
+    assert_eq!(role.metadata.namespace.as_deref(), Some(cm_ns));
+    let rules = role.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 2, "{origin}: Role: the ConfigMap and events");
+    let cm_rule = rules
+        .iter()
+        .find(|r| rule_is(r, "", "configmaps"))
+        .expect("configmaps rule");
+    assert_eq!(
+        cm_rule.resource_names.as_deref(),
+        Some(&[cm_name.to_owned()][..])
+    );
+    assert_eq!(verbs(cm_rule), BTreeSet::from(["get", "list", "watch"]));
+    let events_rule = rules
+        .iter()
+        .find(|r| rule_is(r, "events.k8s.io", "events"))
+        .expect("events.k8s.io events rule");
+    assert_eq!(verbs(events_rule), BTreeSet::from(["create", "patch"]));
+    let rb = bundle.one::<RoleBinding>();
+    assert_eq!(rb.metadata.namespace, role.metadata.namespace);
+    assert_eq!(rb.role_ref.kind, "Role");
+    assert_eq!(Some(&rb.role_ref.name), role.metadata.name.as_ref());
+    assert!(
+        is_our_sa(&rb.subjects),
+        "{origin}: RoleBinding → ServiceAccount"
+    );
+    for rule in bundle
+        .all::<ClusterRole>()
+        .iter()
+        .flat_map(|r| r.rules.clone().unwrap_or_default())
+        .chain(rules.iter().cloned())
+    {
+        let all = [
+            &rule.verbs,
+            rule.resources.as_ref().unwrap(),
+            rule.api_groups.as_ref().unwrap(),
+        ];
+        assert!(
+            all.iter().all(|list| !list.iter().any(|s| s.contains('*'))),
+            "{origin}: no wildcards in RBAC"
+        );
+    }
+
+    // The webhook.
+    let mwc = bundle.one::<MutatingWebhookConfiguration>();
+    let webhooks = mwc.webhooks.clone().unwrap_or_default();
+    assert_eq!(webhooks.len(), 1, "{origin}: one webhook");
+    let webhook = &webhooks[0];
+    assert_eq!(webhook.name, "pull-secrets.pull-secret-injector.io");
+    assert!(webhook.client_config.url.is_none());
+    let target = webhook
+        .client_config
+        .service
+        .as_ref()
+        .expect("clientConfig.service");
+    assert_eq!(Some(&target.name), service.metadata.name.as_ref());
+    assert_eq!(Some(&target.namespace), service.metadata.namespace.as_ref());
+    assert_eq!(target.path.as_deref(), Some("/mutate"));
+    assert_eq!(
+        target.port.unwrap_or(443),
+        service_https.port,
+        "{origin}: webhook → Service https"
+    );
+    assert_eq!(webhook.admission_review_versions, ["v1"]);
+    assert_eq!(webhook.side_effects, "None");
+    let timeout = webhook.timeout_seconds.unwrap_or(10);
+    assert!(
+        (1..=10).contains(&timeout),
+        "{origin}: timeoutSeconds {timeout}"
+    );
+    assert_eq!(webhook.reinvocation_policy.as_deref(), Some("IfNeeded"));
+    assert_eq!(webhook.match_policy.as_deref(), Some("Equivalent"));
+    assert!(
+        matches!(webhook.failure_policy.as_deref(), Some("Ignore" | "Fail")),
+        "{origin}: failurePolicy set explicitly"
+    );
+    let rules = webhook.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "{origin}: one rule");
+    let rule = &rules[0];
+    assert_eq!(
+        rule.operations.as_deref(),
+        Some(&["CREATE".to_owned()][..]),
+        "CREATE only"
+    );
+    assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]));
+    assert_eq!(rule.api_versions.as_deref(), Some(&["v1".to_owned()][..]));
+    assert_eq!(
+        rule.resources.as_deref(),
+        Some(&["pods".to_owned()][..]),
+        "pods, no subresources"
+    );
+    assert_eq!(rule.scope.as_deref(), Some("Namespaced"));
+
+    // Which namespaces and pods it is called for.
+    let ns_selector = webhook
+        .namespace_selector
+        .clone()
+        .expect("namespaceSelector");
+    let names_excluded = ns_selector
+        .match_expressions
+        .iter()
+        .flatten()
+        .find(|e| e.key == NAME_LABEL && e.operator == "NotIn")
+        .unwrap_or_else(|| panic!("{origin}: {NAME_LABEL} NotIn"));
+    let excluded = names_excluded.values.clone().unwrap_or_default();
+    assert!(
+        excluded.contains(&"kube-system".to_owned()),
+        "{origin}: excludes kube-system"
+    );
+    assert!(
+        excluded.contains(&ns),
+        "{origin}: excludes its own namespace {ns}"
+    );
+    let own: Vec<(&str, &str)> = ns_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for (labels, called) in [
+        (namespace_labels(&ns, &own), false),
+        (namespace_labels(&ns, &[]), false),
+        (namespace_labels("kube-system", &[]), false),
+        (namespace_labels("default", &[]), true),
+        (namespace_labels("team-a", &[(OPT_OUT, "true")]), true),
+        (namespace_labels("team-a", &[(OPT_OUT, "false")]), false),
+    ] {
+        assert_eq!(
+            selects(&ns_selector, &labels),
+            called,
+            "{origin}: namespace {labels:?}"
+        );
+    }
+    let object_selector = webhook.object_selector.clone().expect("objectSelector");
+    assert!(
+        selects(&object_selector, &BTreeMap::new()),
+        "{origin}: pods without labels"
+    );
+    assert!(selects(&object_selector, &labels(&[("app", "x")])));
+    assert!(
+        !selects(&object_selector, &labels(&[(OPT_OUT, "false")])),
+        "{origin}: pod opt-out"
+    );
+}
+
+/// The checks of the cert-manager overlay's objects.
+fn check_cert_manager(bundle: &Bundle) {
+    let origin = &bundle.origin;
+    let mwc = bundle.raw("MutatingWebhookConfiguration", APP);
+    let from = str_at(mwc, "/metadata/annotations/cert-manager.io~1inject-ca-from")
+        .unwrap_or_else(|| panic!("{origin}: cert-manager.io/inject-ca-from"));
+    let (cert_ns, cert_name) = from.split_once('/').unwrap();
+    let serving = bundle.raw("Certificate", cert_name);
+    assert_eq!(
+        namespace_of(serving),
+        Some(cert_ns),
+        "{origin}: inject-ca-from namespace"
+    );
+    let service = bundle.one::<Service>();
+    let hosts = certs::service_hosts(
+        service.metadata.name.as_deref().unwrap(),
+        service.metadata.namespace.as_deref().unwrap(),
+    );
+    let dns_names: Vec<&str> = serving["spec"]["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(dns_names, hosts, "{origin}: the names `certs` would use");
+    assert_eq!(str_at(serving, "/spec/secretName"), Some(TLS_SECRET));
+    assert_ne!(serving["spec"]["isCA"], Value::Bool(true));
+    let usages = &serving["spec"]["usages"];
+    assert!(
+        usages
+            .as_array()
+            .is_some_and(|u| u.contains(&Value::from("server auth"))),
+        "{origin}: server auth usage"
+    );
+
+    // serving ← CA Issuer ← CA Certificate ← self-signed Issuer.
+    let ca_issuer = bundle.raw("Issuer", str_at(serving, "/spec/issuerRef/name").unwrap());
+    let ca_secret = str_at(ca_issuer, "/spec/ca/secretName").expect("a CA Issuer");
+    let ca_cert = bundle
+        .objects
+        .iter()
+        .find(|o| kind_of(o) == "Certificate" && str_at(o, "/spec/secretName") == Some(ca_secret))
+        .unwrap_or_else(|| panic!("{origin}: no Certificate makes {ca_secret}"));
+    assert_eq!(ca_cert["spec"]["isCA"], Value::Bool(true));
+    let root = bundle.raw("Issuer", str_at(ca_cert, "/spec/issuerRef/name").unwrap());
+    assert!(
+        root["spec"].get("selfSigned").is_some(),
+        "{origin}: self-signed root"
+    );
+    for object in [serving, ca_issuer, ca_cert, root] {
+        assert_eq!(
+            namespace_of(object),
+            Some(NS),
+            "{origin}: {}",
+            describe(object)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The builds.
+
+#[test]
+fn base_builds_into_the_expected_objects() {
+    let objects = build(&manifests());
+    assert_eq!(object_keys(&objects), expected_keys(&[&BASE_OBJECTS]));
+    for object in &objects {
+        check_document(object, &format!("built base: {}", describe(object)));
+    }
+    let bundle = Bundle::new(objects, "base");
+    check_base(&bundle);
+    let mwc = bundle.one::<MutatingWebhookConfiguration>();
+    assert!(
+        mwc.webhooks.unwrap()[0].client_config.ca_bundle.is_none(),
+        "the base leaves caBundle to the overlays"
+    );
+    assert!(mwc.metadata.annotations.is_none());
+}
+
+#[test]
+fn cert_manager_overlay_builds() {
+    let objects = build(&manifests().join("overlays/cert-manager"));
+    assert_eq!(
+        object_keys(&objects),
+        expected_keys(&[&BASE_OBJECTS, &CERT_MANAGER_OBJECTS])
+    );
+    for object in &objects {
+        check_document(
+            object,
+            &format!("built cert-manager overlay: {}", describe(object)),
+        );
+    }
+    let bundle = Bundle::new(objects, "cert-manager overlay");
+    check_base(&bundle);
+    check_cert_manager(&bundle);
+}
+
+/// The placeholder line of the manual-certs patch, and the README's steps.
+fn manual_certs_steps() -> (String, String) {
+    let dir = manifests().join("overlays/manual-certs");
+    let patch_text = read(&dir.join("webhook-cabundle.yaml"));
+    let patch = &file_documents(&dir.join("webhook-cabundle.yaml"))[0];
+    assert_eq!(str_at(patch, "/0/op"), Some("add"));
+    assert_eq!(str_at(patch, "/0/path"), Some(CA_BUNDLE_PATH));
+    let placeholder = str_at(patch, "/0/value").unwrap().to_owned();
+    let value_lines = patch_text
+        .lines()
+        .filter(|l| l.starts_with("  value: "))
+        .count();
+    assert_eq!(
+        value_lines, 1,
+        "the README's sed replaces the one `  value: ` line"
+    );
+    (placeholder, read(&dir.join("README.md")))
+}
+
+#[test]
+fn manual_certs_readme_matches_the_code_and_the_manifests() {
+    let (placeholder, readme) = manual_certs_steps();
+    // The `certs` command, as written, parses and names the Service.
+    let line = readme
+        .lines()
+        .find(|l| l.contains("pull-secret-injector certs "))
+        .expect("the certs command");
+    let command = line
+        .split_once("$(")
+        .map_or(line, |(_, c)| c)
+        .trim_end_matches(')');
+    let words: Vec<&str> = command.split_whitespace().collect();
+    Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("README: {command}: {e}"));
+    let flag = |name: &str| {
+        let i = words.iter().position(|w| *w == name).unwrap();
+        words[i + 1]
+    };
+    assert_eq!((flag("--service"), flag("--namespace")), (APP, NS));
+    let out_dir = flag("--out-dir");
+    for needle in [
+        "sed -i.bak \"s|^  value: .*|  value: ${CA_BUNDLE}|\"".to_owned(),
+        format!(
+            "kubectl create secret tls {TLS_SECRET} --cert {out_dir}/tls.crt --key {out_dir}/tls.key -n {NS}"
+        ),
+        format!("kubectl patch mutatingwebhookconfiguration {APP} --type=json"),
+        format!("\\\"path\\\":\\\"{CA_BUNDLE_PATH}\\\""),
+        "kubectl apply -k manifests/overlays/manual-certs".to_owned(),
+        placeholder.clone(),
+    ] {
+        assert!(
+            readme.contains(&needle),
+            "README.md should contain {needle:?}"
+        );
+    }
+    // The placeholder is not base64, so it cannot be applied by mistake.
+    assert!(
+        base64::engine::general_purpose::STANDARD
+            .decode(&placeholder)
+            .is_err()
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn manual_certs_overlay_builds_with_a_real_ca_bundle() {
+    let (placeholder, _) = manual_certs_steps();
+    let dir = manifests().join("overlays/manual-certs");
+
+    // As shipped: builds, with the placeholder where the caBundle goes.
+    let shipped = kustomize_model(&dir);
+    if let Some(real) = kubectl_kustomize(&dir) {
+        assert_eq!(object_keys(&real), object_keys(&shipped));
+        let mwc = real
+            .iter()
+            .find(|o| kind_of(o) == "MutatingWebhookConfiguration")
+            .unwrap();
+        assert_eq!(
+            mwc.pointer(CA_BUNDLE_PATH),
+            Some(&Value::from(placeholder.as_str()))
+        );
+    }
+
+    // The README's steps on a copy: `certs`, then the sed.
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("manifests");
+    copy_tree(&manifests(), &copy);
+    let files = certs::CertFiles::in_dir(&tmp.path().join("certs"));
+    let ca_pem = certs::write_set(&files, &certs::service_hosts(APP, NS)).unwrap();
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&ca_pem);
+    let patch_path = copy.join("overlays/manual-certs/webhook-cabundle.yaml");
+    let patched: String = read(&patch_path)
+        .lines()
+        .map(|l| {
+            if l.starts_with("  value: ") {
+                format!("  value: {ca_bundle}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&patch_path, patched).unwrap();
+    pull_secret_injector::tls::CertStore::load(&files.cert, &files.key).unwrap();
+
+    let objects = build(&copy.join("overlays/manual-certs"));
+    assert_eq!(object_keys(&objects), expected_keys(&[&BASE_OBJECTS]));
+    for object in &objects {
+        check_document(
+            object,
+            &format!("built manual-certs overlay: {}", describe(object)),
+        );
+    }
+    let bundle = Bundle::new(objects, "manual-certs overlay");
+    check_base(&bundle);
+    let mwc = bundle.one::<MutatingWebhookConfiguration>();
+    let ca = mwc.webhooks.unwrap()[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .expect("caBundle");
+    assert_eq!(ca.0, ca_pem.as_bytes(), "caBundle = the CA `certs` wrote");
+}
+
+// ---------------------------------------------------------------------------
+// The image.
+
+#[test]
+fn dockerfile_builds_the_binary_the_deployment_runs() {
+    let dockerfile = read(&repo().join("Dockerfile"));
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(
+        has(&format!(
+            "ARG RUST_VERSION={}",
+            env!("CARGO_PKG_RUST_VERSION")
+        )),
+        "the builder uses the crate's rust-version"
+    );
+    assert!(has("cargo build --release --locked --target"));
+    assert!(has("ARG TARGET=x86_64-unknown-linux-musl"));
+    assert!(has("rustup target add"));
+    let last_from = lines.iter().rev().find(|l| l.starts_with("FROM ")).unwrap();
+    assert!(
+        last_from.contains("distroless/static") && last_from.ends_with(":nonroot"),
+        "final stage: {last_from}"
+    );
+    assert!(
+        has(&format!("USER {NONROOT}:{NONROOT}")),
+        "the image runs as the Deployment's user"
+    );
+    let bin = env!("CARGO_PKG_NAME");
+    assert!(has(&format!("ENTRYPOINT [\"/{bin}\"]")));
+    assert!(
+        has(&format!("/{bin} /{bin}")),
+        "the binary is copied to /{bin}"
+    );
+
+    let ignore = read(&repo().join(".dockerignore"));
+    let entries: Vec<&str> = ignore
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/'))
+        .collect();
+    for dir in ["target", "certs"] {
+        assert!(
+            entries.contains(&dir),
+            ".dockerignore should exclude {dir}/"
+        );
+    }
+}
