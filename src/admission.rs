@@ -42,7 +42,7 @@ impl Version {
 pub enum DecodeReviewError {
     /// The body is not JSON of the expected shape.
     #[error("request body is not an AdmissionReview: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// `apiVersion` is not one we answer.
     #[error(
         "unsupported apiVersion {0:?}: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
@@ -121,7 +121,7 @@ pub struct GroupVersionKind<'a> {
 impl<'a> Review<'a> {
     /// Reads an AdmissionReview from a request body.
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeReviewError> {
-        let raw: RawReview<'a> = serde_json::from_slice(body)?;
+        let raw: RawReview<'a> = serde_json::from_slice(body).map_err(DecodeReviewError::Json)?;
         let version = match raw.api_version.as_ref() {
             "admission.k8s.io/v1" => Version::V1,
             "admission.k8s.io/v1beta1" => Version::V1Beta1,

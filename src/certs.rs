@@ -17,14 +17,14 @@ use rcgen::{
 pub enum CertsError {
     /// rcgen refused the parameters or failed to sign.
     #[error("cannot generate certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Write {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -43,6 +43,12 @@ pub struct Issued {
     pub cert_pem: String,
     /// The private key (PKCS#8). Never log it.
     pub key_pem: String,
+}
+
+impl From<rcgen::Error> for CertsError {
+    fn from(err: rcgen::Error) -> Self {
+        CertsError::Generate(err)
+    }
 }
 
 /// Valid from five minutes ago (clock skew) for [`VALIDITY_DAYS`].
@@ -149,9 +155,9 @@ pub fn write_set(files: &CertFiles, hosts: &[String]) -> Result<String, CertsErr
     let issued = ca.issue(hosts)?;
     for path in [&files.ca, &files.cert, &files.key] {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| CertsError::Write {
+            std::fs::create_dir_all(parent).map_err(|cause| CertsError::Write {
                 path: parent.to_owned(),
-                source,
+                cause,
             })?;
         }
     }
@@ -175,9 +181,9 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsErr
     options
         .open(path)
         .and_then(|mut f| f.write_all(contents.as_bytes()))
-        .map_err(|source| CertsError::Write {
+        .map_err(|cause| CertsError::Write {
             path: path.to_owned(),
-            source,
+            cause,
         })
 }
 

@@ -84,7 +84,7 @@ impl Config {
 
 /// Runs `serve` until a shutdown signal, on a multi-threaded runtime.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(args.log_format);
+    let _log_guard = telemetry::init_logging(args.log_format);
     let config = Config::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -43,12 +43,12 @@ pub enum Applied {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadPolicyError {
     /// The file could not be read.
-    #[error("cannot read policy file {path}: {source}")]
+    #[error("cannot read policy file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The text is not a valid policy.
     #[error("invalid policy from {origin}:\n{errors}")]
@@ -146,9 +146,9 @@ impl FileSource {
 
     /// Reads the file and applies it to `store`.
     pub fn reload(&self, store: &PolicyStore) -> Result<Applied, LoadPolicyError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| LoadPolicyError::Read {
+        let text = std::fs::read_to_string(&self.path).map_err(|cause| LoadPolicyError::Read {
             path: self.path.clone(),
-            source,
+            cause,
         })?;
         store.apply(&text, &self.path.display().to_string())
     }

@@ -26,14 +26,29 @@ pub enum LogFormat {
 }
 
 /// Installs the global `tracing` subscriber writing to stderr. The filter
-/// comes from `RUST_LOG` (default `info`). Safe to call more than once.
-pub fn init_logging(format: LogFormat) {
+/// comes from `RUST_LOG` (default `info`).
+///
+/// Lines are formatted on the calling thread and written by a background
+/// thread through a buffer that is flushed whenever no line is waiting: one
+/// `write` per burst instead of one per admission decision (which halved
+/// throughput under load). Nothing is dropped: a full queue makes the
+/// caller wait. Keep the returned guard alive until exit; dropping it
+/// flushes what is left.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
+    // A second call (tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
@@ -42,6 +57,7 @@ pub fn init_logging(format: LogFormat) {
             .with_current_span(false)
             .try_init(),
     };
+    guard
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -25,12 +25,12 @@ use rustls::sign::CertifiedKey;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadCertError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The certificate file holds no usable PEM certificate.
     #[error("{path}: no PEM certificate found: {reason}")]
@@ -49,14 +49,14 @@ pub enum LoadCertError {
         reason: String,
     },
     /// The key does not belong to the certificate, or rustls rejected it.
-    #[error("{cert} and {key} do not form a usable pair: {source}")]
+    #[error("{cert} and {key} do not form a usable pair: {cause}")]
     Pair {
         /// The certificate file.
         cert: PathBuf,
         /// The key file.
         key: PathBuf,
         /// The cause.
-        source: rustls::Error,
+        cause: rustls::Error,
     },
 }
 
@@ -167,9 +167,9 @@ impl ResolvesServerCert for CertStore {
 
 fn read_files(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), LoadCertError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| LoadCertError::Read {
+        std::fs::read(path).map_err(|cause| LoadCertError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })
     };
     Ok((read(cert_path)?, read(key_path)?))
@@ -216,10 +216,10 @@ fn parse_pair(
         reason: e.to_string(),
     })?;
     let certified =
-        CertifiedKey::from_der(chain, key, provider).map_err(|source| LoadCertError::Pair {
+        CertifiedKey::from_der(chain, key, provider).map_err(|cause| LoadCertError::Pair {
             cert: cert_path.to_owned(),
             key: key_path.to_owned(),
-            source,
+            cause,
         })?;
     Ok(Loaded {
         key: Arc::new(certified),

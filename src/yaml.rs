@@ -11,7 +11,7 @@ use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 pub enum YamlError {
     /// The text is not YAML.
     #[error("{0}")]
-    Scan(#[from] yaml_rust2::ScanError),
+    Scan(yaml_rust2::ScanError),
     /// The text holds no document, or more than one.
     #[error("expected exactly one YAML document, found {0}")]
     Documents(usize),
@@ -25,7 +25,7 @@ pub enum YamlError {
 
 /// Parses a single YAML document into a JSON value.
 pub fn to_json(text: &str) -> Result<Value, YamlError> {
-    let docs = YamlLoader::load_from_str(text)?;
+    let docs = YamlLoader::load_from_str(text).map_err(YamlError::Scan)?;
     match docs.as_slice() {
         [doc] => convert(doc),
         _ => Err(YamlError::Documents(docs.len())),

@@ -404,7 +404,10 @@ fn the_packed_policy_is_the_shipped_example() {
     // it is a symlink to the ConfigMap's source, so there is one file.
     let shipped = manifests().join("policy.yaml");
     assert!(
-        std::fs::symlink_metadata(&shipped).unwrap().file_type().is_symlink(),
+        std::fs::symlink_metadata(&shipped)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
         "manifests/policy.yaml must be a symlink to base/policy.yaml"
     );
     assert_eq!(

@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# bench/load.sh — load test of the webhook against a do-nothing baseline.
+#
+# What it does:
+#   1. Builds (release) the real binary and the examples `baseline` and
+#      `gen_policy` (skip with --no-build).
+#   2. In a temporary directory: a localhost certificate (written by the
+#      baseline with certs::write_set), a generated policy of --rules rules
+#      (default 100, from benches/support/mod.rs), and the review body:
+#      tests/fixtures/create-generate-name.json re-serialized compactly with a
+#      trailing newline (~5.8 KB; 3 containers + 1 init container, as
+#      kube-apiserver sends it), which the policy patches (3 secrets).
+#   3. Starts both servers on 127.0.0.1, each pinned to core $SERVER_CPU
+#      (default 0) with TOKIO_WORKER_THREADS=1 (tokio's multi-thread builder
+#      honours it; the script checks the worker thread count):
+#        real:     pull-secret-injector serve --policy-file … --tls-cert …
+#                  --tls-key … --listen … --metrics-listen …
+#                  (logging at its default, info, to a file: one line per review)
+#        baseline: examples/baseline.rs — same TLS stack, /mutate parses the
+#                  body into a serde_json::Value and returns a fixed answer.
+#   4. Drives them alternately with oha pinned to core $CLIENT_CPU (default 1):
+#      kept-alive HTTP/1.1 over TLS (certificate checked with --cacert), POST
+#      /mutate?timeout=10s with Content-Type: application/json, at fixed rates
+#      (default 1000/s and 5000/s, 8 connections, latency corrected for
+#      coordinated omission) for --duration seconds, then at maximum
+#      (--connections connections, default 32) for --max-duration seconds.
+#   5. Prints one table: throughput, p50/p99/p99.9, the server's CPU use and
+#      CPU time per review, its RSS (peak sampled VmRSS and VmHWM), and the
+#      real/baseline ratios at maximum, with the issue's targets marked.
+#
+# Usage:
+#   bench/load.sh [--quick] [--rules N] [--duration S] [--max-duration S]
+#                 [--rates "1000 5000"] [--connections C] [--out DIR]
+#                 [--idle-wait S] [--no-build] [--keep]
+#   --quick   smoke run: 3 s per step, no warm-up (about 30 s in all).
+#   --out     where the oha JSON and the table go
+#             (default $CARGO_TARGET_DIR/load-results/<UTC time>).
+#   --keep    keep the temporary directory (certificates, policy, logs).
+#   --idle-wait  before each step, wait up to S seconds (default 120) for
+#             both cores to be idle (< 10% busy), e.g. for a build to finish.
+# Environment: CARGO_TARGET_DIR (default <repo>/target), SERVER_CPU,
+#   CLIENT_CPU, OHA (default oha; `cargo install oha --locked`), RUST_LOG
+#   (passed to the real server, default info).
+#
+# Needs: bash, cargo, oha, taskset, python3, Linux /proc. Loopback only.
+# The numbers are only meaningful on an otherwise idle machine: the table's
+# "other%" column is the CPU time on the server core not used by the server
+# (other processes; also softirq work not charged to it); a step with more
+# than 5% is flagged.
+
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+OHA="${OHA:-oha}"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+
+RULES=100
+DURATION=15
+MAX_DURATION=10
+RATES="1000 5000"
+RATE_CONNECTIONS=8
+CONNECTIONS=32
+WARMUP=3
+IDLE_WAIT=120
+BUILD=1
+KEEP=0
+OUT=""
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --quick) DURATION=3 MAX_DURATION=3 WARMUP=0 IDLE_WAIT=10 ;;
+    --idle-wait) IDLE_WAIT="$2"; shift ;;
+    --rules) RULES="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --max-duration) MAX_DURATION="$2"; shift ;;
+    --rates) RATES="$2"; shift ;;
+    --connections) CONNECTIONS="$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    --no-build) BUILD=0 ;;
+    --keep) KEEP=1 ;;
+    -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for tool in "$OHA" taskset python3; do
+    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
+done
+if [[ "$(nproc --all)" -lt 2 ]]; then
+    echo "warning: fewer than 2 CPUs; server and client will share a core" >&2
+fi
+
+if [[ $BUILD -eq 1 ]]; then
+    echo "== building (release) into $TARGET" >&2
+    (cd "$REPO" && CARGO_TARGET_DIR="$TARGET" cargo build --release --quiet \
+        --bin pull-secret-injector --example baseline --example gen_policy)
+fi
+BIN="$TARGET/release/pull-secret-injector"
+BASELINE="$TARGET/release/examples/baseline"
+GEN="$TARGET/release/examples/gen_policy"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/psi-load.XXXXXX")"
+OUT="${OUT:-$TARGET/load-results/$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUT"
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # The real server serves a shutdown grace period first; do not wait.
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ $KEEP -eq 0 ]]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until something accepts connections on 127.0.0.1:$1 (30 s at most).
+wait_port() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after 30 s" >&2
+    return 1
+}
+
+# The review body: compact JSON and a newline, as kube-apiserver sends it.
+python3 - "$REPO/tests/fixtures/create-generate-name.json" "$WORK/body.json" <<'EOF'
+import json, sys
+review = json.load(open(sys.argv[1]))
+open(sys.argv[2], "w").write(json.dumps(review, separators=(",", ":")) + "\n")
+EOF
+"$GEN" --rules "$RULES" >"$WORK/policy.yaml"
+
+BASE_PORT="$(free_port)"
+REAL_PORT="$(free_port)"
+METRICS_PORT="$(free_port)"
+CERTS="$WORK/certs"
+
+echo "== starting servers on core $SERVER_CPU (baseline :$BASE_PORT, real :$REAL_PORT)" >&2
+# The baseline writes the localhost certificate set both servers use.
+TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPU" "$BASELINE" \
+    --listen "127.0.0.1:$BASE_PORT" --tls-cert "$CERTS/tls.crt" --tls-key "$CERTS/tls.key" \
+    >"$WORK/baseline.log" 2>&1 &
+BASE_PID=$!
+PIDS+=("$BASE_PID")
+wait_port "$BASE_PORT"
+
+TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPU" "$BIN" serve \
+    --policy-file "$WORK/policy.yaml" --tls-cert "$CERTS/tls.crt" --tls-key "$CERTS/tls.key" \
+    --listen "127.0.0.1:$REAL_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
+    >"$WORK/real.log" 2>&1 &
+REAL_PID=$!
+PIDS+=("$REAL_PID")
+wait_port "$REAL_PORT"
+
+# One request each, checked: the real server must patch, both must echo the uid.
+python3 - "$WORK/body.json" "$CERTS/ca.crt" "$REAL_PORT" "$BASE_PORT" <<'EOF'
+import http.client, json, ssl, sys
+body = open(sys.argv[1], "rb").read()
+uid = json.loads(body)["request"]["uid"]
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+for name, port, want_patch in (("real", sys.argv[3], True), ("baseline", sys.argv[4], False)):
+    conn = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=10)
+    conn.request("POST", "/mutate?timeout=10s", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    assert resp.status == 200, (name, resp.status, answer)
+    assert answer["response"]["uid"] == uid, (name, answer)
+    assert ("patch" in answer["response"]) == want_patch, (name, answer)
+EOF
+
+workers() { grep -c tokio-rt-worker /proc/"$1"/task/*/comm 2>/dev/null | awk -F: '{s+=$2} END {print s+0}'; }
+for pid in "$REAL_PID" "$BASE_PID"; do
+    if [[ "$(workers "$pid")" -ne 1 ]]; then
+        echo "warning: pid $pid runs $(workers "$pid") tokio workers, not 1" >&2
+    fi
+done
+
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+core_ticks() { awk -v c="cpu$1" '$1 == c {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }
+
+# Waits (at most $IDLE_WAIT s) until both cores are nearly idle for 2 s, so
+# that a build running elsewhere does not skew a step; goes on with a
+# warning otherwise (the table's other% column then shows the interference).
+wait_idle() {
+    local start=$SECONDS a0 a1 b0 b1 busy
+    while ((SECONDS - start < IDLE_WAIT)); do
+        a0="$(core_ticks "$SERVER_CPU")" b0="$(core_ticks "$CLIENT_CPU")"
+        sleep 2
+        a1="$(core_ticks "$SERVER_CPU")" b1="$(core_ticks "$CLIENT_CPU")"
+        busy="$(echo "$a0 $a1 $b0 $b1" | awk '{
+            sa = ($3 - $1) - ($4 - $2); ta = $3 - $1; sb = ($7 - $5) - ($8 - $6); tb = $7 - $5
+            print int(100 * (sa > sb ? sa / (ta ? ta : 1) : sb / (tb ? tb : 1)))}')"
+        if ((busy < 10)); then return 0; fi
+        echo "   waiting for idle cores (busiest at ${busy}%)" >&2
+    done
+    echo "warning: cores still busy after ${IDLE_WAIT}s; measuring anyway" >&2
+}
+
+# run NAME PID PORT STEP OHA-ARGS... — one oha run, with the server's CPU
+# time, the server core's busy time and the peak VmRSS recorded next to it.
+run() {
+    local name="$1" pid="$2" port="$3" step="$4"
+    shift 4
+    local file="$OUT/$name-$step"
+    local cpu0 core0 sampler
+    (
+        peak=0
+        while kill -0 "$pid" 2>/dev/null; do
+            rss="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+            ((rss > peak)) && peak="$rss" && echo "$peak" >"$file.rss"
+            sleep 0.1
+        done
+    ) &
+    sampler=$!
+    cpu0="$(cpu_ticks "$pid")"
+    core0="$(core_ticks "$SERVER_CPU")"
+    local limit=$(( ${DURATION%s} > ${MAX_DURATION%s} ? ${DURATION%s} : ${MAX_DURATION%s} ))
+    timeout $((limit + 60)) taskset -c "$CLIENT_CPU" "$OHA" --no-tui --output-format json \
+        -m POST -H "Content-Type: application/json" -D "$WORK/body.json" \
+        --cacert "$CERTS/ca.crt" "$@" "https://127.0.0.1:$port/mutate?timeout=10s" >"$file.json"
+    local cpu1 core1
+    cpu1="$(cpu_ticks "$pid")"
+    core1="$(core_ticks "$SERVER_CPU")"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    local hwm
+    hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")"
+    printf '{"server":"%s","step":"%s","cpu_ticks":%d,"core":"%s %s","clk_tck":%d,"rss_peak_kb":%d,"hwm_kb":%d}\n' \
+        "$name" "$step" $((cpu1 - cpu0)) "$core0" "$core1" "$CLK_TCK" \
+        "$(cat "$file.rss" 2>/dev/null || echo 0)" "$hwm" >"$file.meta"
+}
+
+if [[ $WARMUP -gt 0 ]]; then
+    echo "== warm-up (${WARMUP}s each)" >&2
+    for target in "real $REAL_PID $REAL_PORT" "baseline $BASE_PID $BASE_PORT"; do
+        # shellcheck disable=SC2086
+        run $target warmup -z "${WARMUP}s" -c "$CONNECTIONS"
+    done
+fi
+
+STEPS=()
+for rate in $RATES; do STEPS+=("rate$rate"); done
+STEPS+=("max")
+for step in "${STEPS[@]}"; do
+    for target in "real $REAL_PID $REAL_PORT" "baseline $BASE_PID $BASE_PORT"; do
+        wait_idle
+        echo "== $step: ${target%% *}" >&2
+        if [[ $step == max ]]; then
+            # shellcheck disable=SC2086
+            run $target max -z "${MAX_DURATION}s" -c "$CONNECTIONS"
+        else
+            # shellcheck disable=SC2086
+            run $target "$step" -z "${DURATION}s" -c "$RATE_CONNECTIONS" \
+                -q "${step#rate}" --latency-correction
+        fi
+    done
+done
+
+LOG_BYTES="$(wc -c <"$WORK/real.log")"
+python3 - "$OUT" "$RULES" "$LOG_BYTES" "${STEPS[@]}" <<'EOF' | tee "$OUT/table.txt"
+import json, os, sys
+
+out, rules, log_bytes, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+rows = {}
+print(f"pull-secret-injector load test: {rules}-rule policy, {os.cpu_count()} CPUs, "
+      f"{open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
+head = ("server", "step", "req/s", "ok%", "p50 ms", "p99 ms", "p99.9 ms",
+        "cpu%", "cpu µs/req", "other%", "RSS peak MB", "VmHWM MB")
+print("{:<9} {:<9} {:>9} {:>6} {:>8} {:>8} {:>9} {:>6} {:>11} {:>7} {:>12} {:>9}".format(*head))
+for step in steps:
+    for server in ("real", "baseline"):
+        o = json.load(open(f"{out}/{server}-{step}.json"))
+        m = json.load(open(f"{out}/{server}-{step}.meta"))
+        wall = o["summary"]["total"]
+        ok = o.get("statusCodeDistribution", {}).get("200", 0)
+        allreq = sum(o.get("statusCodeDistribution", {}).values()) + sum(o.get("errorDistribution", {}).values())
+        rps = ok / wall
+        cpu_s = m["cpu_ticks"] / m["clk_tck"]
+        c0 = [int(x) for x in m["core"].split()]
+        busy = ((c0[2] - c0[0]) - (c0[3] - c0[1])) / m["clk_tck"]
+        p = o["latencyPercentiles"]
+        r = dict(rps=rps, p50=p["p50"] * 1e3, p99=p["p99"] * 1e3, p999=p["p99.9"] * 1e3,
+                 cpu=100 * cpu_s / wall, us=1e6 * cpu_s / max(ok, 1),
+                 other=100 * max(busy - cpu_s, 0) / wall,
+                 rss=m["rss_peak_kb"] / 1024, hwm=m["hwm_kb"] / 1024,
+                 okpct=100 * ok / max(allreq, 1))
+        rows[(server, step)] = r
+        flag = " !" if r["other"] > 5 else ""
+        print(f"{server:<9} {step:<9} {rps:>9.0f} {r['okpct']:>6.1f} {r['p50']:>8.3f} {r['p99']:>8.3f} "
+              f"{r['p999']:>9.3f} {r['cpu']:>6.0f} {r['us']:>11.1f} {r['other']:>6.0f}{flag:<1} "
+              f"{r['rss']:>12.1f} {r['hwm']:>9.1f}")
+print("(ok% counts HTTP 200 among all requests, including those oha aborted at the deadline; "
+      "'!' = more than 5% of the server core went to something else)")
+real, base = rows[("real", "max")], rows[("baseline", "max")]
+ratio = real["rps"] / base["rps"]
+cpu_ratio = base["us"] / real["us"]
+print(f"\nat maximum: real/baseline throughput = {ratio:.2f}x; "
+      f"baseline/real CPU time per review = {cpu_ratio:.2f}x")
+served = sum(json.load(open(f"{out}/{f}")).get("statusCodeDistribution", {}).get("200", 0)
+             for f in os.listdir(out) if f.startswith("real-") and f.endswith(".json"))
+print(f"real server log: {log_bytes / 1e6:.1f} MB for {served} reviews ({log_bytes / max(served, 1):.0f} B each)")
+checks = [("max throughput >= 1.6x baseline", ratio >= 1.6, f"{ratio:.2f}x")]
+if ("real", "rate5000") in rows:
+    p99 = rows[("real", "rate5000")]["p99"]
+    checks.append(("p99 <= 0.6 ms at 5,000/s", p99 <= 0.6, f"{p99:.3f} ms"))
+hwm = max(r["hwm"] for (s, _), r in rows.items() if s == "real")
+checks.append(("RSS <= 16 MB under load (VmHWM)", hwm <= 16, f"{hwm:.1f} MB"))
+for name, ok, value in checks:
+    print(f"  [{'PASS' if ok else 'MISS'}] {name}: {value}")
+EOF
+echo "results in $OUT" >&2

@@ -1,0 +1,229 @@
+//! Criterion benches of the synchronous core: image parsing, policy matching
+//! and compiling, the mutation plan plus patch, and the whole
+//! decode → decide → encode path on a realistic review.
+//!
+//! Run with `cargo bench --bench core` (add a filter such as `match_image`
+//! to run one group). The policies come from `benches/support/mod.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pull_secret_injector::admission::{Review, decide};
+use pull_secret_injector::policy::{self, CompiledPolicy, NamespaceFacts};
+use pull_secret_injector::{image, mutate, patch};
+use support::Shape;
+
+/// Policy sizes the issue asks about.
+const SIZES: [usize; 3] = [10, 1_000, 10_000];
+
+fn compiled(rules: usize, shape: Shape) -> CompiledPolicy {
+    CompiledPolicy::from_text(&support::policy_yaml(rules, shape)).expect("generated policy")
+}
+
+fn image_parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("image_parse");
+    group.throughput(Throughput::Elements(support::IMAGES.len() as u64));
+    group.bench_function("mix16", |b| {
+        b.iter(|| {
+            for image in support::IMAGES {
+                black_box(image::parse(black_box(image)).is_ok());
+            }
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    for (name, image) in [
+        ("short", "nginx"),
+        ("hub_tag", "bitnami/postgresql:16.4.0"),
+        (
+            "ecr_tag",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments/api:v3.2.1",
+        ),
+        (
+            "ghcr_digest",
+            "ghcr.io/acme/exporter@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ),
+        ("harbor_port", "harbor.corp.example:5000/team-a/api:1.4.2"),
+    ] {
+        group.bench_function(name, |b| b.iter(|| image::parse(black_box(image)).is_ok()));
+    }
+    group.finish();
+}
+
+/// (label, registry, repository, hits) looked up in a policy of `rules`.
+fn probes(rules: usize, shape: Shape) -> Vec<(&'static str, String, String, bool)> {
+    let last_filler = rules - support::TAIL_RULES - 1;
+    let (reg, repo) = support::filler_image(last_filler, shape);
+    let s = |x: &str| x.to_owned();
+    vec![
+        (
+            "hit_tail_exact",
+            s("harbor.corp.example"),
+            s("team-a/api"),
+            true,
+        ),
+        (
+            "hit_tail_wildcard",
+            s("123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+            s("payments/api"),
+            true,
+        ),
+        (
+            "hit_tail_label_glob",
+            s("europe-west1-docker.pkg.dev"),
+            s("acme-prod/images/web"),
+            true,
+        ),
+        ("hit_last_filler", reg, repo, true),
+        (
+            "miss_host",
+            s("registry.unknown.example"),
+            s("team-a/api"),
+            false,
+        ),
+        (
+            "miss_repo",
+            s("harbor.corp.example"),
+            s("team-zz/api"),
+            false,
+        ),
+    ]
+}
+
+fn match_image_group(c: &mut Criterion, group_name: &str, shape: Shape) {
+    let mut group = c.benchmark_group(group_name);
+    for rules in SIZES {
+        let policy = compiled(rules, shape);
+        for (label, registry, repository, hits) in probes(rules, shape) {
+            let mut out = Vec::with_capacity(8);
+            policy.match_image(&registry, &repository, &mut out);
+            // A probe that does not do what its label says measures nothing.
+            assert_eq!(
+                !out.is_empty(),
+                hits,
+                "{group_name}/{label}/{rules}: {registry}/{repository} -> {out:?}"
+            );
+            group.bench_with_input(BenchmarkId::new(label, rules), &rules, |b, _| {
+                b.iter(|| {
+                    out.clear();
+                    policy.match_image(black_box(&registry), black_box(&repository), &mut out);
+                    out.len()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn match_image(c: &mut Criterion) {
+    match_image_group(c, "match_image", Shape::Distinct);
+    match_image_group(c, "match_image_shared_hosts", Shape::SharedHosts);
+}
+
+fn plan_and_patch(c: &mut Criterion) {
+    let body = support::fixture_body();
+    let review = Review::decode(&body).expect("fixture decodes");
+    let pod = review.request.pod().expect("fixture pod");
+    let facts = NamespaceFacts {
+        name: "team-a",
+        labels: None,
+    };
+    let mut group = c.benchmark_group("plan_patch");
+    for (shape_name, shape) in [
+        ("distinct", Shape::Distinct),
+        ("shared", Shape::SharedHosts),
+    ] {
+        for rules in SIZES {
+            let policy = compiled(rules, shape);
+            let plan = mutate::plan(&pod, &facts, &policy, mutate::Scope::AllContainers);
+            assert_eq!(
+                plan.missing,
+                ["harbor-pull", "dockerhub-creds", "ghcr-acme"],
+                "{shape_name}/{rules}"
+            );
+            group.bench_with_input(BenchmarkId::new(shape_name, rules), &rules, |b, _| {
+                b.iter(|| {
+                    let plan = mutate::plan(
+                        black_box(&pod),
+                        &facts,
+                        &policy,
+                        mutate::Scope::AllContainers,
+                    );
+                    patch::patch(&plan.missing, plan.field_present)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn core_path(c: &mut Criterion) {
+    let body = support::fixture_body();
+    let mut group = c.benchmark_group("decode_decide_encode");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    for rules in [10, 100, 10_000] {
+        let policy = compiled(rules, Shape::Distinct);
+        group.bench_with_input(BenchmarkId::from_parameter(rules), &rules, |b, _| {
+            b.iter(|| {
+                let review = Review::decode(black_box(&body)).expect("decodes");
+                let decision = decide(&review.request, &policy, None);
+                decision.encode(&review)
+            })
+        });
+    }
+    // The decode step alone, to split the path's cost.
+    group.bench_function("decode_only", |b| {
+        b.iter(|| {
+            let review = Review::decode(black_box(&body)).expect("decodes");
+            review.request.pod().expect("pod").spec.containers.len()
+        })
+    });
+    group.finish();
+}
+
+fn compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policy_compile");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+    for (shape_name, shape) in [
+        ("distinct", Shape::Distinct),
+        ("shared", Shape::SharedHosts),
+    ] {
+        let text = support::policy_yaml(10_000, shape);
+        assert!(
+            text.len() <= policy::MAX_POLICY_BYTES,
+            "{} bytes",
+            text.len()
+        );
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(BenchmarkId::new("from_text", shape_name), |b| {
+            b.iter(|| CompiledPolicy::from_text(black_box(&text)).expect("valid"))
+        });
+        let parsed = policy::parse(&text).expect("valid");
+        group.bench_function(BenchmarkId::new("compile_only", shape_name), |b| {
+            b.iter_batched(
+                || parsed.clone(),
+                CompiledPolicy::compile,
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_function(BenchmarkId::new("parse_validate_only", shape_name), |b| {
+            b.iter(|| policy::parse(black_box(&text)).expect("valid"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    image_parse,
+    match_image,
+    plan_and_patch,
+    core_path,
+    compile
+);
+criterion_main!(benches);
