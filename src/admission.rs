@@ -1,8 +1,8 @@
 //! AdmissionReview in and out.
 //!
 //! [`Review::decode`] reads only what the decision needs from the request
-//! body, borrowing strings from it; the object stays raw JSON until the
-//! request turns out to concern a Pod. [`decide`] turns a review plus the
+//! body in one pass, borrowing strings from it: the object is read as a Pod
+//! right away when the request says Pod, and otherwise stays raw JSON. [`decide`] turns a review plus the
 //! policy into a [`Decision`], and [`Decision::encode`] writes the response
 //! review: same `apiVersion`, same `uid`, `patchType: JSONPatch` and the patch
 //! as standard base64 (the documented form, not kube-core's byte array).
@@ -79,29 +79,130 @@ pub struct Review<'a> {
 }
 
 /// The fields of `request` the decision needs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Request<'a> {
     /// The request uid, echoed in the response.
-    #[serde(borrow)]
     pub uid: Cow<'a, str>,
     /// The kind of the object (`kind`).
-    #[serde(default, borrow)]
     pub kind: GroupVersionKind<'a>,
     /// `subResource`, e.g. `ephemeralcontainers`.
-    #[serde(default, borrow, rename = "subResource")]
     pub sub_resource: Option<Cow<'a, str>>,
     /// `operation`: CREATE, UPDATE, DELETE or CONNECT.
-    #[serde(default, borrow)]
     pub operation: Cow<'a, str>,
     /// The namespace of the request.
-    #[serde(default, borrow)]
     pub namespace: Option<Cow<'a, str>>,
     /// `dryRun`; the decision does not change, but logs say so.
-    #[serde(default, rename = "dryRun")]
     pub dry_run: Option<bool>,
-    /// The object, still raw; read only when it is a Pod.
-    #[serde(default, borrow)]
-    pub object: Option<&'a RawValue>,
+    /// The object.
+    pub object: Option<Object<'a>>,
+}
+
+/// `request.object`: read as a Pod in the same pass when `kind` said Pod
+/// before it (kube-apiserver's field order), otherwise kept as raw JSON and
+/// read only if needed.
+#[derive(Debug)]
+pub enum Object<'a> {
+    /// Already read as a Pod.
+    Pod(PodView<'a>),
+    /// Not read yet.
+    Raw(&'a RawValue),
+}
+
+/// A string borrowed from the body when it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The `request` keys we read; everything else is skipped.
+enum Field {
+    Uid,
+    Kind,
+    SubResource,
+    Operation,
+    Namespace,
+    DryRun,
+    Object,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl serde::de::Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "uid" => Field::Uid,
+                    "kind" => Field::Kind,
+                    "subResource" => Field::SubResource,
+                    "operation" => Field::Operation,
+                    "namespace" => Field::Namespace,
+                    "dryRun" => Field::DryRun,
+                    "object" => Field::Object,
+                    _ => Field::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RequestVisitor;
+        impl<'de> serde::de::Visitor<'de> for RequestVisitor {
+            type Value = Request<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an AdmissionReview request")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Request<'de>, A::Error> {
+                let text = |t: Option<Text<'de>>| t.map(|t| t.0);
+                let mut request = Request {
+                    uid: Cow::Borrowed(""),
+                    kind: GroupVersionKind::default(),
+                    sub_resource: None,
+                    operation: Cow::Borrowed(""),
+                    namespace: None,
+                    dry_run: None,
+                    object: None,
+                };
+                let mut uid = None;
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Uid => uid = text(map.next_value()?),
+                        Field::Kind => {
+                            request.kind = map.next_value::<Option<_>>()?.unwrap_or_default()
+                        }
+                        Field::SubResource => request.sub_resource = text(map.next_value()?),
+                        Field::Operation => {
+                            request.operation = text(map.next_value()?).unwrap_or_default()
+                        }
+                        Field::Namespace => request.namespace = text(map.next_value()?),
+                        Field::DryRun => request.dry_run = map.next_value()?,
+                        Field::Object if request.is_pod() => {
+                            request.object =
+                                map.next_value::<Option<PodView<'de>>>()?.map(Object::Pod);
+                        }
+                        Field::Object => {
+                            request.object =
+                                map.next_value::<Option<&'de RawValue>>()?.map(Object::Raw);
+                        }
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                request.uid = uid.ok_or_else(|| serde::de::Error::missing_field("uid"))?;
+                Ok(request)
+            }
+        }
+        deserializer.deserialize_map(RequestVisitor)
+    }
 }
 
 /// `request.kind`.
@@ -154,14 +255,6 @@ impl Request<'_> {
             ("UPDATE", None | Some("")) => Action::Warn(Scope::AllContainers),
             ("UPDATE", Some("ephemeralcontainers")) => Action::Warn(Scope::EphemeralOnly),
             _ => Action::Skip,
-        }
-    }
-
-    /// Reads the object as a Pod.
-    pub fn pod(&self) -> Result<PodView<'_>, serde_json::Error> {
-        match self.object {
-            Some(raw) => serde_json::from_str(raw.get()),
-            None => Err(serde::de::Error::custom("request has no object")),
         }
     }
 }
@@ -244,22 +337,27 @@ pub fn decide<'p>(
         Action::Mutate => Scope::AllContainers,
         Action::Warn(scope) => scope,
     };
-    let pod = match request.pod() {
-        Ok(pod) => pod,
-        Err(err) => {
-            decision.warnings.push(mutate::clean_warning(&format!(
-                "pull-secret-injector: could not read the Pod ({err}); no imagePullSecrets were added"
-            )));
-            return decision;
-        }
+    // The object was read as a Pod with the request unless `kind` came
+    // after it in the body; then it is read now.
+    let parsed: PodView<'_>;
+    let pod: &PodView<'_> = match &request.object {
+        Some(Object::Pod(pod)) => pod,
+        Some(Object::Raw(raw)) => match serde_json::from_str(raw.get()) {
+            Ok(pod) => {
+                parsed = pod;
+                &parsed
+            }
+            Err(err) => return unreadable_pod(decision, &err.to_string()),
+        },
+        None => return unreadable_pod(decision, "the request has no object"),
     };
     decision.pod = pod.metadata.display_name().to_owned();
-    let namespace = namespace_of(request, &pod);
+    let namespace = namespace_of(request, pod);
     let facts = NamespaceFacts {
         name: namespace,
         labels,
     };
-    let mut plan = mutate::plan(&pod, &facts, policy, scope);
+    let mut plan = mutate::plan(pod, &facts, policy, scope);
     decision.added_by_rule = plan.missing_by_rule();
     decision.warnings = std::mem::take(&mut plan.warnings);
     decision.rules = std::mem::take(&mut plan.rules);
@@ -285,6 +383,14 @@ pub fn decide<'p>(
             decision.rules.join(", "),
         )));
     }
+    decision
+}
+
+/// No patch, and a warning saying why.
+fn unreadable_pod<'p>(mut decision: Decision<'p>, err: &str) -> Decision<'p> {
+    decision.warnings.push(mutate::clean_warning(&format!(
+        "pull-secret-injector: could not read the Pod ({err}); no imagePullSecrets were added"
+    )));
     decision
 }
 
@@ -424,10 +530,25 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_pod_is_allowed_with_a_warning() {
+    fn unreadable_pod_is_a_bad_review_when_kind_comes_first() {
         let body = review("CREATE", None, json!({"spec": "nonsense"}));
-        let review = Review::decode(&body).expect("decodes");
+        let err = Review::decode(&body).expect_err("the object is no Pod");
+        assert!(
+            err.to_string().contains("expected struct PodSpecView"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn object_before_kind_is_read_afterwards() {
         let policy = policy();
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"spec":{"containers":[{"name":"a","image":"nginx"}]}},"kind":{"group":"","version":"v1","kind":"Pod"}}}"#;
+        let review = Review::decode(body).expect("decodes");
+        assert!(matches!(review.request.object, Some(Object::Raw(_))));
+        assert_eq!(decide(&review.request, &policy, None).added, ["hub"]);
+
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"spec":"nonsense"},"kind":{"group":"","version":"v1","kind":"Pod"}}}"#;
+        let review = Review::decode(body).expect("decodes");
         let decision = decide(&review.request, &policy, None);
         assert_eq!(decision.outcome, Outcome::Skipped);
         assert!(decision.patch.is_none());

@@ -179,7 +179,7 @@ async fn bad_bodies_get_400_and_the_server_keeps_answering() {
             400,
             "not an AdmissionReview",
         ),
-        ("deeply nested object", deep, 200, "could not read the Pod"),
+        ("deeply nested object", deep, 400, "not an AdmissionReview"),
         (
             "deeply nested pod field",
             deep_in_pod,
