@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pull_secret_injector::admission::{Review, decide};
+use pull_secret_injector::admission::{Object, Review, decide};
 use pull_secret_injector::policy::{self, CompiledPolicy, NamespaceFacts};
 use pull_secret_injector::{image, mutate, patch};
 use support::Shape;
@@ -127,7 +127,9 @@ fn match_image(c: &mut Criterion) {
 fn plan_and_patch(c: &mut Criterion) {
     let body = support::fixture_body();
     let review = Review::decode(&body).expect("fixture decodes");
-    let pod = review.request.pod().expect("fixture pod");
+    let Some(Object::Pod(pod)) = &review.request.object else {
+        panic!("the fixture's Pod is read with the review");
+    };
     let facts = NamespaceFacts {
         name: "team-a",
         labels: None,
@@ -139,7 +141,7 @@ fn plan_and_patch(c: &mut Criterion) {
     ] {
         for rules in SIZES {
             let policy = compiled(rules, shape);
-            let plan = mutate::plan(&pod, &facts, &policy, mutate::Scope::AllContainers);
+            let plan = mutate::plan(pod, &facts, &policy, mutate::Scope::AllContainers);
             assert_eq!(
                 plan.missing,
                 ["harbor-pull", "dockerhub-creds", "ghcr-acme"],
@@ -148,7 +150,7 @@ fn plan_and_patch(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(shape_name, rules), &rules, |b, _| {
                 b.iter(|| {
                     let plan = mutate::plan(
-                        black_box(&pod),
+                        black_box(pod),
                         &facts,
                         &policy,
                         mutate::Scope::AllContainers,
@@ -179,7 +181,10 @@ fn core_path(c: &mut Criterion) {
     group.bench_function("decode_only", |b| {
         b.iter(|| {
             let review = Review::decode(black_box(&body)).expect("decodes");
-            review.request.pod().expect("pod").spec.containers.len()
+            match &review.request.object {
+                Some(Object::Pod(pod)) => pod.spec.containers.len(),
+                _ => 0,
+            }
         })
     });
     group.finish();
