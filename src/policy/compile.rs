@@ -5,8 +5,11 @@
 //! `host[:port]`; glob hosts grouped by (label count, port) and, inside a
 //! group, keyed by the text of their right-most run of literal labels (a
 //! short fallback list holds patterns made only of globs); IPv6 literals in a
-//! small list. Repository globs are then checked only for candidate rules,
-//! and namespace filters only when the caller asks about a rule.
+//! small list. Behind each host pattern, the rules are keyed again by the
+//! literal first segment of their repository globs (`team-a/**` → `team-a`),
+//! so a registry shared by thousands of per-team rules stays cheap.
+//! Repository globs are then checked only for candidate rules, and
+//! namespace filters only when the caller asks about a rule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv6Addr;
@@ -69,11 +72,70 @@ struct NamespaceRule {
 /// Host patterns → rule indices.
 #[derive(Debug, Default)]
 struct HostIndex {
-    exact: HashMap<Box<str>, Vec<u32>>,
+    exact: HashMap<Box<str>, RuleSet>,
     groups: HashMap<(usize, Option<u16>), WildGroup>,
     /// Distinct glob patterns and the rules that list them.
-    patterns: Vec<(Box<[Label]>, Vec<u32>)>,
+    patterns: Vec<(Box<[Label]>, RuleSet)>,
     ipv6: Vec<(Ipv6Addr, Option<u16>, u32)>,
+}
+
+/// Where a rule can match repositories: anywhere, or only under these
+/// literal first segments.
+enum RepoKeys {
+    Any,
+    First(Vec<Box<str>>),
+}
+
+impl RepoKeys {
+    fn of(rule: &Rule) -> RepoKeys {
+        let mut firsts = Vec::new();
+        for glob in &rule.repositories {
+            match RepoGlob::parse(glob)
+                .ok()
+                .as_ref()
+                .and_then(RepoGlob::literal_first)
+            {
+                Some(first) => firsts.push(first.into()),
+                None => return RepoKeys::Any,
+            }
+        }
+        if firsts.is_empty() {
+            RepoKeys::Any
+        } else {
+            RepoKeys::First(firsts)
+        }
+    }
+}
+
+/// The rules behind one host pattern, split by repository first segment.
+#[derive(Debug, Default)]
+struct RuleSet {
+    /// Rules that may match any repository.
+    any: Vec<u32>,
+    /// Rules that match only repositories starting with this segment.
+    by_first: HashMap<Box<str>, Vec<u32>>,
+}
+
+impl RuleSet {
+    fn push(&mut self, rule: u32, keys: &RepoKeys) {
+        match keys {
+            RepoKeys::Any => push_rule(&mut self.any, rule),
+            RepoKeys::First(firsts) => {
+                for first in firsts {
+                    push_rule(self.by_first.entry(first.clone()).or_default(), rule);
+                }
+            }
+        }
+    }
+
+    /// Pushes the rules that may match a repository whose first segment is
+    /// `first`.
+    fn extend(&self, first: &str, out: &mut Vec<usize>) {
+        out.extend(self.any.iter().map(|r| *r as usize));
+        if let Some(rules) = self.by_first.get(first) {
+            out.extend(rules.iter().map(|r| *r as usize));
+        }
+    }
 }
 
 /// Glob patterns with one label count and port.
@@ -102,9 +164,15 @@ impl HostIndex {
     /// Indexes a pattern's text for a rule. `seen` maps glob pattern texts
     /// already indexed to their pattern id, so that rules sharing a pattern
     /// share one check.
-    fn add<'p>(&mut self, text: &'p str, rule: u32, seen: &mut HashMap<&'p str, usize>) {
+    fn add<'p>(
+        &mut self,
+        text: &'p str,
+        rule: u32,
+        keys: &RepoKeys,
+        seen: &mut HashMap<&'p str, usize>,
+    ) {
         if let Some((_, rules)) = seen.get(text).and_then(|&id| self.patterns.get_mut(id)) {
-            push_rule(rules, rule);
+            rules.push(rule, keys);
             return;
         }
         // Validated patterns always parse; anything else matches nothing.
@@ -112,7 +180,7 @@ impl HostIndex {
             return;
         };
         match pattern {
-            HostPattern::Exact(host) => push_rule(self.exact.entry(host.into()).or_default(), rule),
+            HostPattern::Exact(host) => self.exact.entry(host.into()).or_default().push(rule, keys),
             HostPattern::Ipv6 { addr, port } => self.ipv6.push((addr, port, rule)),
             HostPattern::Wild { labels, port } => {
                 let id = self.patterns.len();
@@ -137,17 +205,19 @@ impl HostIndex {
                         level.by_text.entry(text.into()).or_default().push(id);
                     }
                 }
-                self.patterns.push((labels, vec![rule]));
+                let mut rules = RuleSet::default();
+                rules.push(rule, keys);
+                self.patterns.push((labels, rules));
             }
         }
     }
 
     /// Pushes (unsorted, possibly repeated) the rules with a pattern matching
-    /// a lowercase registry.
-    fn candidates(&self, registry: &str, out: &mut Vec<usize>) {
-        let as_index = |r: &u32| *r as usize;
+    /// a lowercase registry that may match a repository starting with the
+    /// segment `first`.
+    fn candidates(&self, registry: &str, first: &str, out: &mut Vec<usize>) {
         if let Some(rules) = self.exact.get(registry) {
-            out.extend(rules.iter().map(as_index));
+            rules.extend(first, out);
         }
         let (host, port) = split_registry(registry);
         let Some(port) = image_port(port) else {
@@ -170,7 +240,7 @@ impl HostIndex {
             if let Some((labels, rules)) = self.patterns.get(*id)
                 && labels_match(labels, host)
             {
-                out.extend(rules.iter().map(as_index));
+                rules.extend(first, out);
             }
         };
         for level in &group.levels {
@@ -192,8 +262,9 @@ impl CompiledPolicy {
         let mut seen = HashMap::new();
         for (i, rule) in policy.rules.iter().enumerate() {
             let Ok(id) = u32::try_from(i) else { break };
+            let keys = RepoKeys::of(rule);
             for pattern in &rule.registries {
-                hosts.add(pattern, id, &mut seen);
+                hosts.add(pattern, id, &keys, &mut seen);
             }
         }
         drop(seen);
@@ -233,7 +304,8 @@ impl CompiledPolicy {
         if registry == "index.docker.io" {
             registry = "docker.io";
         }
-        self.hosts.candidates(registry, out);
+        let first = repository.split('/').next().unwrap_or(repository);
+        self.hosts.candidates(registry, first, out);
         out[start..].sort_unstable();
         let mut kept = start;
         let mut prev = None;

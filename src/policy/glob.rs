@@ -119,6 +119,15 @@ impl RepoGlob {
         })
     }
 
+    /// The first segment when it is literal: every path the glob matches
+    /// starts with it.
+    pub(crate) fn literal_first(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Literal(l)) => Some(l),
+            _ => None,
+        }
+    }
+
     /// Whether `path` (segments separated by '/') matches.
     pub(crate) fn matches(&self, path: &str) -> bool {
         // Segment-level version of `wildcard`, with `**` as the star. Text

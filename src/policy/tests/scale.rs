@@ -276,3 +276,60 @@ fn timings_for_ten_thousand_rules() {
         );
     }
 }
+
+/// Thousands of rules on one registry, told apart by repository: the
+/// repository-segment index must give exactly what checking every rule's
+/// globs gives.
+#[test]
+fn rules_sharing_a_registry_match_like_a_linear_scan() {
+    let globs = [
+        "team-{i}/**",
+        "team-{i}/app",
+        "team-{i}/*",
+        "*/team-{i}",
+        "**",
+        "team-{i}-*/x",
+        "shared/team-{i}/**",
+    ];
+    let mut rng = Rng(0x5eed_cafe);
+    let mut text = String::from("rules:\n");
+    for i in 0..3_000 {
+        text.push_str(&format!(
+            "- name: r{i}\n  registries: [harbor.example, \"*.example\"]\n  secrets: [s{i}]\n"
+        ));
+        if rng.below(10) > 0 {
+            let n = 1 + rng.below(2);
+            let chosen: Vec<String> = (0..n)
+                .map(|_| {
+                    format!(
+                        "\"{}\"",
+                        rng.pick(&globs).replace("{i}", &rng.below(50).to_string())
+                    )
+                })
+                .collect();
+            text.push_str(&format!("  repositories: [{}]\n", chosen.join(", ")));
+        }
+    }
+    let policy = CompiledPolicy::from_text(&text).expect("valid");
+    let repos = [
+        "team-3/app",
+        "team-3/x/y",
+        "team-3",
+        "other/team-3",
+        "team-3-a/x",
+        "shared/team-7/z",
+        "library/nginx",
+        "team-49/app",
+    ];
+    for repo in repos {
+        let expected: Vec<usize> = (0..policy.rules().len())
+            .filter(|&i| policy.rules()[i].repository_matches(repo))
+            .collect();
+        let mut got = Vec::new();
+        policy.match_image("harbor.example", repo, &mut got);
+        assert_eq!(got, expected, "{repo}");
+        got.clear();
+        policy.match_image("Other.Example", repo, &mut got);
+        assert_eq!(got, expected, "{repo} via the glob host");
+    }
+}
