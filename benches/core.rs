@@ -56,8 +56,10 @@ fn image_parse(c: &mut Criterion) {
 
 /// (label, registry, repository, hits) looked up in a policy of `rules`.
 fn probes(rules: usize, shape: Shape) -> Vec<(&'static str, String, String, bool)> {
-    let last_filler = rules - support::TAIL_RULES - 1;
-    let (reg, repo) = support::filler_image(last_filler, shape);
+    let filler =
+        |wildcard| support::filler_image(support::last_filler(rules, shape, wildcard), shape);
+    let (exact_reg, exact_repo) = filler(false);
+    let (wild_reg, wild_repo) = filler(true);
     let s = |x: &str| x.to_owned();
     vec![
         (
@@ -78,7 +80,8 @@ fn probes(rules: usize, shape: Shape) -> Vec<(&'static str, String, String, bool
             s("acme-prod/images/web"),
             true,
         ),
-        ("hit_last_filler", reg, repo, true),
+        ("hit_last_filler_exact", exact_reg, exact_repo, true),
+        ("hit_last_filler_wildcard", wild_reg, wild_repo, true),
         (
             "miss_host",
             s("registry.unknown.example"),
@@ -177,6 +180,20 @@ fn core_path(c: &mut Criterion) {
             })
         });
     }
+    // What the load test's baseline server does per request, for comparison.
+    group.bench_function("baseline_value", |b| {
+        b.iter(|| {
+            let review: serde_json::Value =
+                serde_json::from_slice(black_box(&body)).expect("parses");
+            let uid = review["request"]["uid"].clone();
+            let answer = serde_json::json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": uid, "allowed": true},
+            });
+            serde_json::to_vec(&answer).expect("serializes")
+        })
+    });
     // The decode step alone, to split the path's cost.
     group.bench_function("decode_only", |b| {
         b.iter(|| {

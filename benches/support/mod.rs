@@ -156,6 +156,23 @@ fn shared_rule(out: &mut String, i: usize) {
     };
 }
 
+/// The index of the last filler rule of a `rules`-rule `shape` policy whose
+/// registries are exact hosts (`wildcard == false`) or wildcard patterns, so
+/// that probes at every policy size hit the same kind of rule near the end.
+pub fn last_filler(rules: usize, shape: Shape, wildcard: bool) -> usize {
+    let (period, family) = match (shape, wildcard) {
+        (Shape::Distinct, false) => (8, 1),
+        (Shape::Distinct, true) => (8, 3),
+        (Shape::SharedHosts, false) => (SHARED.len(), 0),
+        (Shape::SharedHosts, true) => (SHARED.len(), 1),
+    };
+    let filler = rules.saturating_sub(TAIL.len());
+    (0..filler)
+        .rev()
+        .find(|i| i % period == family)
+        .unwrap_or_else(|| panic!("no such filler rule in a {rules}-rule policy"))
+}
+
 /// The registry and repository of an image that filler rule `i` of a
 /// `shape` policy matches (namespace filters aside).
 pub fn filler_image(i: usize, shape: Shape) -> (String, String) {
