@@ -75,7 +75,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PSI_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// How often the policy file and the certificate files are re-read.
-    #[arg(long, env = "PSI_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "PSI_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
     pub reload_interval: Duration,
     /// After SIGTERM: how long to keep serving while unready, so endpoints
     /// stop routing to this pod before the listener closes.
@@ -85,14 +85,14 @@ pub struct ServeArgs {
     #[arg(long, env = "PSI_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Longest a client may take for the TLS handshake.
-    #[arg(long, env = "PSI_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "PSI_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub handshake_timeout: Duration,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PSI_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Namespace labels for selectors: how long to wait when fetching a
     /// namespace the cache has not seen yet.
-    #[arg(long, env = "PSI_NAMESPACE_LOOKUP_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "PSI_NAMESPACE_LOOKUP_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
     pub namespace_lookup_timeout: Duration,
 }
 
@@ -170,6 +170,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// [`parse_duration`] for settings where zero makes no sense (an interval,
+/// a timeout every request would hit).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "{text:?} is zero; give a positive duration such as 500ms or 5s"
+        ));
+    }
+    Ok(duration)
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -449,6 +461,10 @@ mod tests {
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_positive_duration("0").is_err());
+        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
     }
 
     #[test]

@@ -184,8 +184,8 @@ async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         operation = %request.operation,
         dry_run = request.dry_run.unwrap_or(false),
         outcome = decision.outcome.as_str(),
-        rules = ?decision.rules,
-        secrets = ?decision.added,
+        rules = %telemetry::Joined(&decision.rules),
+        secrets = %telemetry::Joined(&decision.added),
         warnings = decision.warnings.len(),
         policy_generation = snapshot.generation,
         "admission decision"

@@ -274,7 +274,15 @@ fn log_certificate(certs: &CertStore, metrics: &Metrics) {
     metrics.certificate(certs.not_after_unix());
     match certs.not_after_unix() {
         Some(t) => {
-            tracing::info!(cert = %certs.cert_path().display(), not_after_unix = t, "serving certificate loaded")
+            let days_left = certs
+                .not_after()
+                .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+                .map_or(0, |left| left.as_secs() / 86_400);
+            if days_left < 14 {
+                tracing::warn!(cert = %certs.cert_path().display(), not_after_unix = t, days_left, "serving certificate loaded (expires within two weeks: renew it)");
+            } else {
+                tracing::info!(cert = %certs.cert_path().display(), not_after_unix = t, days_left, "serving certificate loaded");
+            }
         }
         None => {
             tracing::warn!(cert = %certs.cert_path().display(), "serving certificate loaded; its expiry could not be read")

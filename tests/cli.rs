@@ -261,6 +261,24 @@ fn serve_without_a_policy_source_is_a_clear_error() {
         "{}",
         text(&out.stderr)
     );
+    // A zero interval is refused up front (it would otherwise spin or stop
+    // the reloader), with the flag named.
+    let out = run(
+        &[
+            "serve",
+            "--policy-file",
+            "x.yaml",
+            "--reload-interval",
+            "0s",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--reload-interval") && err.contains("positive duration"),
+        "{err}"
+    );
 }
 
 /// `serve --dev` on a fresh checkout: makes its certificate, serves, prints
