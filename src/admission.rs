@@ -278,7 +278,8 @@ pub enum Outcome {
     Patched,
     /// A Pod CREATE that needed nothing.
     Unchanged,
-    /// Not a Pod CREATE, or the Pod could not be read: allowed untouched.
+    /// Not a Pod CREATE, a mirror pod, or the Pod could not be read:
+    /// allowed untouched.
     Skipped,
 }
 
@@ -352,6 +353,12 @@ pub fn decide<'p>(
         None => return unreadable_pod(decision, "the request has no object"),
     };
     decision.pod = pod.metadata.display_name().to_owned();
+    // A mirror pod is the API copy of a static pod: the kubelet pulls from
+    // its own manifest, never from this object, and NodeRestriction forbids
+    // a node's pods to reference Secrets, so a patch could only break it.
+    if pod.metadata.is_mirror() {
+        return decision;
+    }
     let namespace = namespace_of(request, pod);
     let facts = NamespaceFacts {
         name: namespace,
@@ -583,6 +590,42 @@ mod tests {
             .expect("base64");
         let patch: Value = serde_json::from_slice(&patch).expect("patch json");
         assert_eq!(patch[0]["path"], "/spec/imagePullSecrets");
+    }
+
+    #[test]
+    fn mirror_pods_are_left_alone() {
+        let policy = policy();
+        for annotations in [
+            json!({"kubernetes.io/config.mirror": "8c5f0a", "kubernetes.io/config.source": "file"}),
+            json!({"a": {"nested": ["ignored"]}, "kubernetes.io/config.mirror": ""}),
+        ] {
+            let body = review(
+                "CREATE",
+                None,
+                json!({"metadata": {"name": "etcd-node1", "annotations": annotations},
+                       "spec": {"containers": [{"name": "a", "image": "nginx"}]}}),
+            );
+            let review = Review::decode(&body).expect("decodes");
+            let decision = decide(&review.request, &policy, None);
+            assert_eq!(decision.outcome, Outcome::Skipped);
+            assert!(decision.patch.is_none());
+            assert!(decision.warnings.is_empty(), "{:?}", decision.warnings);
+        }
+        // Other annotations (or none, or null) do not change anything.
+        for metadata in [
+            json!({"annotations": {"kubernetes.io/config.source": "api"}}),
+            json!({"annotations": null}),
+            json!({}),
+        ] {
+            let body = review(
+                "CREATE",
+                None,
+                json!({"metadata": metadata, "spec": {"containers": [{"name": "a", "image": "nginx"}]}}),
+            );
+            let review = Review::decode(&body).expect("decodes");
+            let decision = decide(&review.request, &policy, None);
+            assert_eq!(decision.outcome, Outcome::Patched, "{metadata}");
+        }
     }
 
     #[test]

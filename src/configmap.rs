@@ -26,6 +26,8 @@ pub const POLICY_KEY: &str = "policy.yaml";
 pub const REPORTER: &str = "pull-secret-injector";
 /// kube-apiserver limits an Event's note to 1 kB.
 const MAX_NOTE_BYTES: usize = 1024;
+/// Longest the watch waits for an Event to be posted.
+const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What one watched change led to, as reported on the ConfigMap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,8 +251,16 @@ async fn publish(recorder: &Recorder, report: &Report, reference: &ObjectReferen
         action: format!("LoadPolicy-{digest:08x}"),
         secondary: None,
     };
-    if let Err(err) = recorder.publish(&event, reference).await {
-        tracing::warn!(error = %err, reason = report.reason, "cannot post an Event on the policy ConfigMap");
+    // The policy is already in force (or rejected) by now; a slow API
+    // server must not hold up the next edit for kube's long read timeout.
+    match tokio::time::timeout(EVENT_TIMEOUT, recorder.publish(&event, reference)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, reason = report.reason, "cannot post an Event on the policy ConfigMap");
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?EVENT_TIMEOUT, reason = report.reason, "posting an Event on the policy ConfigMap timed out");
+        }
     }
 }
 

@@ -12,14 +12,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, Version, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::{Action, Review, decide};
 use crate::sources::PolicyStore;
@@ -74,15 +76,65 @@ impl AppState {
     }
 }
 
+/// Limits of the webhook router.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body accepted (larger ones get 413).
+    pub max_body_bytes: usize,
+    /// Longest a request may take, body upload included (then 408).
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// kube-apiserver never waits longer than 30 s for a webhook, so a request
+/// still running after that has no one waiting for it — typically a client
+/// trickling its body to hold memory.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The webhook router: `/mutate`, `/healthz`, `/readyz`.
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+pub fn router(state: Arc<AppState>, limits: HttpLimits) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            close_while_draining,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// While draining, HTTP/1.1 answers carry `Connection: close`, so clients
+/// that keep pooled connections (kube-apiserver does) drop them during the
+/// grace period instead of writing a request into a connection the server
+/// is about to close.
+async fn close_while_draining(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let http1 = request.version() == Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && state.draining.load(Ordering::SeqCst) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The metrics router: `/metrics`.

@@ -45,9 +45,56 @@ pub struct PodMeta<'a> {
     /// `metadata.namespace`; the review's own namespace takes precedence.
     #[serde(default, borrow)]
     pub namespace: Option<Cow<'a, str>>,
+    /// What the decision needs of `metadata.annotations`.
+    #[serde(default)]
+    pub annotations: AnnotationsView,
+}
+
+/// The kubelet marks the API copy of a static pod ("mirror pod") with this
+/// annotation.
+pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// `metadata.annotations`, read only for the keys the decision needs; the
+/// values (and every other annotation) are skipped without being copied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AnnotationsView {
+    /// The pod carries [`MIRROR_POD_ANNOTATION`].
+    pub mirror: bool,
+}
+
+impl<'de> Deserialize<'de> for AnnotationsView {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AnnotationsView;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<AnnotationsView, E> {
+                Ok(AnnotationsView::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnnotationsView, A::Error> {
+                let mut view = AnnotationsView::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    view.mirror |= key == MIRROR_POD_ANNOTATION;
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(view)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl PodMeta<'_> {
+    /// Whether this is the kubelet's mirror of a static pod.
+    pub fn is_mirror(&self) -> bool {
+        self.annotations.mirror
+    }
+
     /// A name for logs: the pod name, or its `generateName` prefix, or `""`.
     pub fn display_name(&self) -> &str {
         self.name

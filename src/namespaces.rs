@@ -41,8 +41,17 @@ impl NamespaceCache {
     ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
         let api: Api<NamespaceMeta> = Api::all(client);
         let (store, writer) = reflector::store();
+        // Only names and labels are ever read: drop the rest before it is
+        // stored, so the cache stays small in clusters with many namespaces.
         let stream = watcher(api.clone(), watcher::Config::default())
             .default_backoff()
+            .modify(|ns| {
+                let meta = &mut ns.metadata;
+                meta.annotations = None;
+                meta.managed_fields = None;
+                meta.owner_references = None;
+                meta.finalizers = None;
+            })
             .reflect(writer);
         let task = async move {
             let mut stream = stream.boxed();

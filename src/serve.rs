@@ -167,7 +167,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }));
 
     let state = Arc::new(state);
-    let router = http::router(state.clone(), args.max_body_bytes);
+    let router = http::router(
+        state.clone(),
+        http::HttpLimits {
+            max_body_bytes: args.max_body_bytes,
+            ..http::HttpLimits::default()
+        },
+    );
     let listener = server::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

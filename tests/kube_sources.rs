@@ -70,7 +70,7 @@ async fn configmap_policy_follows_edits_and_keeps_the_last_good_one() {
     let fake = FakeApi::start().await;
     let store = Arc::new(PolicyStore::default());
     let (state, _dir) = state_with_certs(store.clone());
-    let router = http::router(Arc::new(state), http::DEFAULT_MAX_BODY_BYTES);
+    let router = http::router(Arc::new(state), http::HttpLimits::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(configmap::watch(
         fake.client(),
@@ -230,7 +230,7 @@ async fn namespace_selectors_use_the_cache_then_a_direct_read() {
         .unwrap();
     let (mut state, _dir) = state_with_certs(store);
     state.namespaces = Some(cache.clone());
-    let router = http::router(Arc::new(state), http::DEFAULT_MAX_BODY_BYTES);
+    let router = http::router(Arc::new(state), http::HttpLimits::default());
     for (namespace, patched) in [("team-a", true), ("brand-new", true), ("missing", false)] {
         let answer = mutate(&router, pod_review(namespace, "ghcr.io/acme/app:1")).await;
         assert_eq!(

@@ -1169,7 +1169,7 @@ fn check_base(bundle: &Bundle) {
         cm_rule.resource_names.as_deref(),
         Some(&[cm_name.to_owned()][..])
     );
-    assert_eq!(verbs(cm_rule), BTreeSet::from(["get", "list", "watch"]));
+    assert_eq!(verbs(cm_rule), BTreeSet::from(["list", "watch"]));
     let events_rule = rules
         .iter()
         .find(|r| rule_is(r, "events.k8s.io", "events"))

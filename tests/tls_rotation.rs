@@ -8,7 +8,6 @@ use std::path::Path;
 
 use common::{ApiServerClient, TestServer, shipped_policy};
 use pull_secret_injector::certs::{self, CertFiles};
-use pull_secret_injector::server::Limits;
 use pull_secret_injector::tls::Reload;
 use rustls::pki_types::ServerName;
 
@@ -92,7 +91,7 @@ async fn a_kubelet_symlink_swap_is_picked_up() {
     let key = dir.path().join("tls.key");
     let server = TestServer::start_on(
         &shipped_policy(),
-        Limits::default(),
+        common::TestLimits::default(),
         dir,
         &cert,
         &key,

@@ -233,6 +233,9 @@ async fn health_and_readiness() {
     server.state.start_draining();
     let (status, body) = client.request("GET", "/readyz", Vec::new()).await;
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    // Draining closes each connection after its answer; a new one still
+    // gets served until the listener closes.
+    let mut client = server.client().await;
     assert_eq!(client.request("GET", "/healthz", Vec::new()).await.0, 200);
     server.stop().await;
 }
@@ -275,8 +278,11 @@ async fn http2_is_offered_and_works() {
 #[tokio::test]
 async fn a_stalled_handshake_blocks_nobody_and_is_dropped() {
     use tokio::io::AsyncReadExt as _;
-    let limits = pull_secret_injector::server::Limits {
-        handshake: std::time::Duration::from_millis(300),
+    let limits = common::TestLimits {
+        server: pull_secret_injector::server::Limits {
+            handshake: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let server = TestServer::start_with(&shipped_policy(), limits).await;
@@ -321,5 +327,78 @@ async fn an_untrusted_client_view_fails_and_the_right_ca_succeeds() {
     );
     let mut client = server.client().await;
     assert_eq!(client.request("GET", "/healthz", Vec::new()).await.0, 200);
+    server.stop().await;
+}
+
+/// A client that sends its headers and then trickles (or stalls) its body
+/// gets 408 once the request timeout passes, and holds nobody else up.
+#[tokio::test]
+async fn a_stalled_body_times_out_with_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let limits = common::TestLimits {
+        http: pull_secret_injector::http::HttpLimits {
+            request_timeout: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = TestServer::start_with(&shipped_policy(), limits).await;
+    let body = serde_json::to_vec(&fixture("create-generate-name.json")).expect("json");
+    let mut slow = common::raw_tls(server.addr, &server.ca_pem).await;
+    let head = format!(
+        "POST /mutate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.expect("write");
+    slow.write_all(&body[..body.len() / 2])
+        .await
+        .expect("write");
+    slow.flush().await.expect("flush");
+
+    // Meanwhile a well-behaved client is answered.
+    let mut client = server.client().await;
+    create_gives(
+        &mut client,
+        "create-generate-name.json",
+        &["harbor-pull", "dockerhub-creds", "ghcr-acme"],
+    )
+    .await;
+
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut response),
+    )
+    .await
+    .expect("the server gives up on the stalled body");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{read:?}: {response}");
+    server.stop().await;
+}
+
+/// Once draining, HTTP/1.1 answers say `Connection: close` and the server
+/// closes the kept-alive connection after answering, so a pooling client
+/// moves to another replica before the listener goes away.
+#[tokio::test]
+async fn draining_closes_kept_alive_connections_after_the_answer() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start(&shipped_policy()).await;
+    let mut conn = common::raw_tls(server.addr, &server.ca_pem).await;
+    server.state.start_draining();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    conn.flush().await.expect("flush");
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut response),
+    )
+    .await
+    .expect("the server closes the connection after the answer")
+    .ok();
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(response.starts_with("http/1.1 200"), "{response}");
+    assert!(response.contains("connection: close"), "{response}");
     server.stop().await;
 }

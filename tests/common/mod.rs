@@ -41,6 +41,13 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture json")
 }
 
+/// The server's and the router's limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TestLimits {
+    pub server: Limits,
+    pub http: http::HttpLimits,
+}
+
 /// A running webhook.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -54,10 +61,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(policy: &str) -> TestServer {
-        Self::start_with(policy, Limits::default()).await
+        Self::start_with(policy, TestLimits::default()).await
     }
 
-    pub async fn start_with(policy: &str, limits: Limits) -> TestServer {
+    pub async fn start_with(policy: &str, limits: TestLimits) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = certs::CertFiles::in_dir(dir.path());
         let ca_pem = certs::write_set(&files, &certs::dev_hosts()).expect("certs");
@@ -67,7 +74,7 @@ impl TestServer {
     /// Serves the pair at `cert`/`key` (which `ca_pem` signed).
     pub async fn start_on(
         policy: &str,
-        limits: Limits,
+        limits: TestLimits,
         dir: tempfile::TempDir,
         cert: &std::path::Path,
         key: &std::path::Path,
@@ -80,7 +87,7 @@ impl TestServer {
         let mut state = AppState::new(store, metrics);
         state.certs = Some(certs.clone());
         let state = Arc::new(state);
-        let router = http::router(state.clone(), http::DEFAULT_MAX_BODY_BYTES);
+        let router = http::router(state.clone(), limits.http);
         let listener = server::bind("127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
@@ -91,7 +98,7 @@ impl TestServer {
             listener,
             tls,
             router,
-            limits,
+            limits.server,
             async move {
                 let _ = rx.await;
             },
@@ -141,6 +148,15 @@ pub fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> 
     .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
+}
+
+/// A bare TLS connection to `addr` (ALPN `http/1.1`), for writing HTTP by hand.
+pub async fn raw_tls(addr: SocketAddr, ca_pem: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    TlsConnector::from(client_config(ca_pem, &[b"http/1.1"]))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake")
 }
 
 /// A kept-alive HTTP/1.1 connection like kube-apiserver's.
