@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use fake_api::FakeApi;
+use fake_api::{EventVerb, FakeApi};
 use http_body_util::BodyExt as _;
 use pull_secret_injector::http::{self, AppState, NamespaceLabels as _};
 use pull_secret_injector::namespaces::NamespaceCache;
@@ -29,13 +29,17 @@ const BAD: &str = "rules:\n- name: hub\n  registries: [\"https://docker.io\"]\n 
 
 /// Waits for a condition the watch will make true, failing after 20 s.
 /// (Polling with a deadline, not a fixed sleep: it returns as soon as the
-/// condition holds.)
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+/// condition holds.) Fails at once when the fake API has refused a request
+/// (an RBAC denial, a full-object Namespace request, an invalid Event): the
+/// webhook would be stuck against a real cluster, so waiting is pointless.
+async fn eventually(fake: &FakeApi, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
+        fake.assert_clean();
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    fake.assert_clean();
 }
 
 fn generation(store: &PolicyStore) -> Option<u64> {
@@ -68,44 +72,59 @@ async fn get_status(router: &axum::Router, path: &str) -> u16 {
 #[tokio::test]
 async fn configmap_policy_follows_edits_and_keeps_the_last_good_one() {
     let fake = FakeApi::start().await;
+    // The real names from the manifests: the fake authorizes with the
+    // shipped Role, which allows the one ConfigMap by name.
+    let ns = fake.manifests().namespace.clone();
+    let name = fake.manifests().policy_configmap.clone();
+    assert_eq!(
+        (ns.as_str(), name.as_str()),
+        ("pull-secret-injector", "pull-secret-injector-policy")
+    );
+    // Another ConfigMap in the namespace, and one of the same name in
+    // another namespace: the watch must see neither.
+    fake.put_configmap(&ns, "unrelated", &[("policy.yaml", BAD)]);
+    fake.put_configmap("default", &name, &[("policy.yaml", BAD)]);
+
     let store = Arc::new(PolicyStore::default());
     let (state, _dir) = state_with_certs(store.clone());
     let router = http::router(Arc::new(state), http::HttpLimits::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(configmap::watch(
         fake.client(),
-        "ops".into(),
-        "policy".into(),
+        ns.clone(),
+        name.clone(),
         store.clone(),
         stop_rx,
     ));
 
     // No ConfigMap yet: not ready.
-    eventually("the watcher lists", || fake.counts().0 >= 1).await;
+    eventually(&fake, "the watcher lists", || fake.counts().0 >= 1).await;
     assert_eq!(get_status(&router, "/readyz").await, 503);
 
     // Created: loaded, ready, and an Event says so.
-    fake.put_configmap("ops", "policy", &[("policy.yaml", V1)]);
-    eventually("generation 1", || generation(&store) == Some(1)).await;
+    fake.put_configmap(&ns, &name, &[("policy.yaml", V1)]);
+    eventually(&fake, "generation 1", || generation(&store) == Some(1)).await;
     assert_eq!(get_status(&router, "/readyz").await, 200);
-    eventually("PolicyLoaded event", || {
+    eventually(&fake, "PolicyLoaded event", || {
         events_with(&fake, "PolicyLoaded").len() == 1
     })
     .await;
     let loaded = &events_with(&fake, "PolicyLoaded")[0];
     assert_eq!(loaded["type"], "Normal");
+    assert_eq!(loaded["reportingController"], "pull-secret-injector");
+    assert_eq!(loaded["metadata"]["namespace"], ns.as_str());
     assert_eq!(loaded["regarding"]["kind"], "ConfigMap");
-    assert_eq!(loaded["regarding"]["name"], "policy");
-    assert_eq!(loaded["regarding"]["namespace"], "ops");
+    assert_eq!(loaded["regarding"]["name"], name.as_str());
+    assert_eq!(loaded["regarding"]["namespace"], ns.as_str());
 
     // A valid edit is in force right away.
-    fake.put_configmap("ops", "policy", &[("policy.yaml", V2)]);
-    eventually("generation 2", || generation(&store) == Some(2)).await;
+    fake.put_configmap(&ns, &name, &[("policy.yaml", V2)]);
+    eventually(&fake, "generation 2", || generation(&store) == Some(2)).await;
     assert_eq!(store.current().unwrap().policy.rules()[0].name(), "ghcr");
 
     // An invalid edit changes nothing and is reported with every error.
-    fake.put_configmap("ops", "policy", &[("policy.yaml", BAD)]);
-    eventually("PolicyRejected event", || {
+    fake.put_configmap(&ns, &name, &[("policy.yaml", BAD)]);
+    eventually(&fake, "PolicyRejected event", || {
         !events_with(&fake, "PolicyRejected").is_empty()
     })
     .await;
@@ -120,23 +139,56 @@ async fn configmap_policy_follows_edits_and_keeps_the_last_good_one() {
     assert_eq!(generation(&store), Some(2));
     assert_eq!(get_status(&router, "/readyz").await, 200);
 
+    // 410 Gone: the re-list delivers the same invalid text, which is
+    // validated and reported again; the Recorder folds the identical report
+    // into a series, a merge patch of the first Event.
+    let rejected_name = rejected["metadata"]["name"].as_str().unwrap().to_owned();
+    let lists = fake.counts().0;
+    fake.expire_configmap_watch();
+    eventually(&fake, "a re-list after 410", || fake.counts().0 > lists).await;
+    eventually(&fake, "the repeated rejection patched", || {
+        fake.event_writes()
+            .iter()
+            .any(|w| w.verb == EventVerb::Patch)
+    })
+    .await;
+    let writes: Vec<(EventVerb, String)> = fake
+        .event_writes()
+        .into_iter()
+        .filter(|w| w.name == rejected_name)
+        .map(|w| (w.verb, w.namespace))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            (EventVerb::Create, ns.clone()),
+            (EventVerb::Patch, ns.clone())
+        ]
+    );
+    let rejections = events_with(&fake, "PolicyRejected");
+    assert_eq!(rejections.len(), 1, "{rejections:#?}");
+    assert_eq!(rejections[0]["series"]["count"], 2);
+    assert_eq!(rejections[0]["note"], note);
+    assert_eq!(generation(&store), Some(2));
+
     // A dropped watch stream: the watcher resumes and sees the next edit.
     let watches = fake.counts().1;
     fake.drop_watches();
-    eventually("a new watch", || fake.counts().1 > watches).await;
-    fake.put_configmap("ops", "policy", &[("policy.yaml", V3)]);
-    eventually("generation 3", || generation(&store) == Some(3)).await;
+    eventually(&fake, "a new watch", || fake.counts().1 > watches).await;
+    fake.put_configmap(&ns, &name, &[("policy.yaml", V3)]);
+    eventually(&fake, "generation 3", || generation(&store) == Some(3)).await;
 
-    // 410 Gone: the watcher re-lists and carries on.
+    // 410 Gone again, with a valid policy: the watcher re-lists (quietly:
+    // the text is unchanged) and carries on.
     let lists = fake.counts().0;
     fake.expire_configmap_watch();
-    eventually("a re-list after 410", || fake.counts().0 > lists).await;
-    fake.put_configmap("ops", "policy", &[("policy.yaml", V4)]);
-    eventually("generation 4", || generation(&store) == Some(4)).await;
+    eventually(&fake, "a re-list after 410", || fake.counts().0 > lists).await;
+    fake.put_configmap(&ns, &name, &[("policy.yaml", V4)]);
+    eventually(&fake, "generation 4", || generation(&store) == Some(4)).await;
 
     // Deleted: the last policy stays in force and readiness holds.
-    fake.delete_configmap("policy");
-    eventually("delete reported", || {
+    fake.delete_configmap(&ns, &name);
+    eventually(&fake, "delete reported", || {
         events_with(&fake, "PolicyRejected").iter().any(|e| {
             e["note"]
                 .as_str()
@@ -148,11 +200,22 @@ async fn configmap_policy_follows_edits_and_keeps_the_last_good_one() {
     assert_eq!(generation(&store), Some(4));
     assert_eq!(get_status(&router, "/readyz").await, 200);
 
+    // The other ConfigMaps were never loaded, nor reported on.
+    assert!(
+        fake.events()
+            .iter()
+            .all(|e| e["regarding"]["name"] == name.as_str()
+                && e["regarding"]["namespace"] == ns.as_str()),
+        "{:#?}",
+        fake.events()
+    );
+
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .unwrap()
         .unwrap();
+    fake.assert_clean();
 }
 
 fn pod_review(namespace: &str, image: &str) -> Vec<u8> {
@@ -188,7 +251,7 @@ async fn namespace_selectors_use_the_cache_then_a_direct_read() {
     let (cache, task) = NamespaceCache::start(fake.client(), Duration::from_secs(2), stop_rx);
     let task = tokio::spawn(task);
 
-    eventually("the reflector lists namespaces", || {
+    eventually(&fake, "the reflector lists namespaces", || {
         cache.cached("team-a").is_some()
     })
     .await;
@@ -202,7 +265,7 @@ async fn namespace_selectors_use_the_cache_then_a_direct_read() {
     );
     // A relabel arrives through the watch.
     fake.put_namespace("team-b", &[("registry-access", "ghcr")]);
-    eventually("relabel seen", || {
+    eventually(&fake, "relabel seen", || {
         cache
             .cached("team-b")
             .is_some_and(|l| l.contains_key("registry-access"))
@@ -252,4 +315,122 @@ async fn namespace_selectors_use_the_cache_then_a_direct_read() {
         .await
         .unwrap()
         .unwrap();
+    fake.assert_clean();
+}
+
+/// The message of a 403 Forbidden answer.
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            assert_eq!(status.reason, "Forbidden");
+            status.message
+        }
+        other => panic!("expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+/// The HTTP code of an API error.
+fn error_code<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> u16 {
+    match result {
+        Err(kube::Error::Api(status)) => status.code,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// The fake itself: it refuses what a cluster with the shipped RBAC would,
+/// answers metadata only when asked to, and checks Events.
+#[tokio::test]
+async fn the_fake_api_refuses_what_a_cluster_would() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use k8s_openapi::api::events::v1::Event;
+    use kube::Api;
+    use kube::api::{ListParams, Patch, PatchParams, PostParams};
+    use kube::core::PartialObjectMeta;
+
+    let fake = FakeApi::start().await;
+    let ns = fake.manifests().namespace.clone();
+    let name = fake.manifests().policy_configmap.clone();
+    let user = format!("system:serviceaccount:{ns}:pull-secret-injector");
+    assert_eq!(fake.manifests().rbac.user, user);
+    fake.put_configmap(&ns, &name, &[("policy.yaml", V1)]);
+    fake.put_configmap(&ns, "other", &[("policy.yaml", V2)]);
+    fake.put_configmap("default", &name, &[("policy.yaml", V3)]);
+    fake.put_namespace("team-a", &[("registry-access", "ghcr")]);
+    let client = fake.client();
+
+    // ConfigMaps: the policy ConfigMap only, selected by name, in its
+    // namespace, and the selector filters the answer.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    let listed = configmaps.list(&by_name).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].data.as_ref().unwrap()["policy.yaml"], V1);
+    fake.assert_clean();
+
+    assert_eq!(
+        forbidden(configmaps.list(&ListParams::default()).await),
+        format!(
+            "configmaps is forbidden: User \"{user}\" cannot list resource \"configmaps\" \
+             in API group \"\" in the namespace \"{ns}\""
+        )
+    );
+    let other = ListParams::default().fields("metadata.name=other");
+    assert!(
+        forbidden(configmaps.list(&other).await).starts_with("configmaps \"other\" is forbidden")
+    );
+    let elsewhere: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    assert!(forbidden(elsewhere.list(&by_name).await).ends_with("in the namespace \"default\""));
+    assert_eq!(fake.denials().len(), 3);
+
+    // Namespaces: full objects unless metadata is asked for, and then
+    // recorded.
+    let full: Api<Namespace> = Api::all(client.clone());
+    let listed = full.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.types.kind, "NamespaceList");
+    let status = listed.items[0].status.as_ref().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Active"));
+    assert!(listed.items[0].metadata.managed_fields.is_some());
+    assert_eq!(fake.non_metadata_requests().len(), 1);
+    let meta: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    let listed = meta.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.types.kind, "PartialObjectMetadataList");
+    let one = meta.get("team-a").await.unwrap();
+    assert_eq!(one.types.unwrap().kind, "PartialObjectMetadata");
+    assert_eq!(one.metadata.labels.unwrap()["registry-access"], "ghcr");
+    assert_eq!(fake.non_metadata_requests().len(), 1);
+
+    // Events: valid ones only, in the namespace the Role covers; a patch
+    // needs an Event to patch.
+    let event = |controller: &str, namespace: &str| -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": "policy.1", "namespace": namespace},
+            "eventTime": "2025-01-01T00:00:00.000000Z",
+            "action": "LoadPolicy", "reason": "PolicyLoaded", "type": "Normal",
+            "reportingController": controller, "reportingInstance": "pod-1",
+            "regarding": {"apiVersion": "v1", "kind": "ConfigMap", "name": name, "namespace": namespace},
+        }))
+        .unwrap()
+    };
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
+    let invalid = events.create(&pp, &event("someone-else", &ns)).await;
+    assert_eq!(error_code(invalid), 422);
+    let (patch, patch_params) = (Patch::Merge(json!({})), PatchParams::default());
+    let missing = events.patch("nope", &patch_params, &patch).await;
+    assert_eq!(error_code(missing), 404);
+    assert_eq!(fake.problems().len(), 2, "{:#?}", fake.problems());
+    let elsewhere: Api<Event> = Api::namespaced(client.clone(), "default");
+    forbidden(
+        elsewhere
+            .create(&pp, &event("pull-secret-injector", "default"))
+            .await,
+    );
+    assert_eq!(fake.denials().len(), 4);
+    events
+        .create(&pp, &event("pull-secret-injector", &ns))
+        .await
+        .unwrap();
+    let writes = fake.event_writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].verb, EventVerb::Create);
 }
