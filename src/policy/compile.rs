@@ -14,6 +14,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv6Addr;
 
+/// Maps of the index. foldhash is several times faster than SipHash on
+/// short keys such as registry hosts and is seeded per process; the keys
+/// come from the operator's policy, looked up by registry names.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use super::PolicyErrors;
 use super::glob::{NameGlob, RepoGlob};
 use super::host::{
@@ -72,8 +77,8 @@ struct NamespaceRule {
 /// Host patterns → rule indices.
 #[derive(Debug, Default)]
 struct HostIndex {
-    exact: HashMap<Box<str>, RuleSet>,
-    groups: HashMap<(usize, Option<u16>), WildGroup>,
+    exact: FastMap<Box<str>, RuleSet>,
+    groups: FastMap<(usize, Option<u16>), WildGroup>,
     /// Distinct glob patterns and the rules that list them.
     patterns: Vec<(Box<[Label]>, RuleSet)>,
     ipv6: Vec<(Ipv6Addr, Option<u16>, u32)>,
@@ -87,14 +92,10 @@ enum RepoKeys {
 }
 
 impl RepoKeys {
-    fn of(rule: &Rule) -> RepoKeys {
+    fn of(rule: &CompiledRule) -> RepoKeys {
         let mut firsts = Vec::new();
         for glob in &rule.repositories {
-            match RepoGlob::parse(glob)
-                .ok()
-                .as_ref()
-                .and_then(RepoGlob::literal_first)
-            {
+            match glob.literal_first() {
                 Some(first) => firsts.push(first.into()),
                 None => return RepoKeys::Any,
             }
@@ -113,7 +114,7 @@ struct RuleSet {
     /// Rules that may match any repository.
     any: Vec<u32>,
     /// Rules that match only repositories starting with this segment.
-    by_first: HashMap<Box<str>, Vec<u32>>,
+    by_first: FastMap<Box<str>, Vec<u32>>,
 }
 
 impl RuleSet {
@@ -151,7 +152,7 @@ struct WildGroup {
 struct Level {
     from_right: usize,
     len: usize,
-    by_text: HashMap<Box<str>, Vec<usize>>,
+    by_text: FastMap<Box<str>, Vec<usize>>,
 }
 
 fn push_rule(rules: &mut Vec<u32>, rule: u32) {
@@ -169,7 +170,7 @@ impl HostIndex {
         text: &'p str,
         rule: u32,
         keys: &RepoKeys,
-        seen: &mut HashMap<&'p str, usize>,
+        seen: &mut FastMap<&'p str, usize>,
     ) {
         if let Some((_, rules)) = seen.get(text).and_then(|&id| self.patterns.get_mut(id)) {
             rules.push(rule, keys);
@@ -196,7 +197,7 @@ impl HostIndex {
                                 group.levels.push(Level {
                                     from_right,
                                     len,
-                                    by_text: HashMap::new(),
+                                    by_text: FastMap::default(),
                                 });
                                 group.levels.len() - 1
                             }
@@ -258,17 +259,34 @@ impl CompiledPolicy {
     /// Compiles a validated policy. Infallible: a [`Policy`] is valid by
     /// construction (a pattern that somehow fails to parse matches nothing).
     pub fn compile(policy: Policy) -> CompiledPolicy {
+        let mut rules = Vec::with_capacity(policy.rules.len());
+        let mut registries = Vec::with_capacity(policy.rules.len());
+        for rule in policy.rules {
+            let Rule {
+                name,
+                registries: patterns,
+                repositories,
+                secrets,
+                namespaces,
+            } = rule;
+            rules.push(CompiledRule::new(
+                name,
+                secrets,
+                &repositories,
+                namespaces.as_ref(),
+            ));
+            registries.push(patterns);
+        }
         let mut hosts = HostIndex::default();
-        let mut seen = HashMap::new();
-        for (i, rule) in policy.rules.iter().enumerate() {
+        let mut seen = FastMap::default();
+        for (i, (rule, patterns)) in rules.iter().zip(&registries).enumerate() {
             let Ok(id) = u32::try_from(i) else { break };
             let keys = RepoKeys::of(rule);
-            for pattern in &rule.registries {
+            for pattern in patterns {
                 hosts.add(pattern, id, &keys, &mut seen);
             }
         }
         drop(seen);
-        let rules: Vec<CompiledRule> = policy.rules.into_iter().map(CompiledRule::new).collect();
         let uses_selectors = rules.iter().any(CompiledRule::has_selector);
         CompiledPolicy {
             rules,
@@ -340,23 +358,27 @@ impl From<Policy> for CompiledPolicy {
 }
 
 impl CompiledRule {
-    fn new(rule: Rule) -> CompiledRule {
-        let mut secrets: Vec<String> = Vec::with_capacity(rule.secrets.len());
-        for s in rule.secrets {
-            if !secrets.contains(&s) {
-                secrets.push(s);
+    fn new(
+        name: String,
+        secrets: Vec<String>,
+        repositories: &[String],
+        namespaces: Option<&NamespaceFilter>,
+    ) -> CompiledRule {
+        let mut unique: Vec<String> = Vec::with_capacity(secrets.len());
+        for s in secrets {
+            if !unique.contains(&s) {
+                unique.push(s);
             }
         }
-        let repositories = rule
-            .repositories
+        let repositories = repositories
             .iter()
             .filter_map(|r| RepoGlob::parse(r).ok())
             .collect();
         CompiledRule {
-            name: rule.name,
-            secrets,
+            name,
+            secrets: unique,
             repositories,
-            namespaces: rule.namespaces.as_ref().and_then(NamespaceRule::new),
+            namespaces: namespaces.and_then(NamespaceRule::new),
         }
     }
 
