@@ -26,10 +26,6 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let shape = if args.shared_hosts {
-        support::Shape::SharedHosts
-    } else {
-        support::Shape::Distinct
-    };
+    let shape = support::Shape::from_shared_hosts(args.shared_hosts);
     print!("{}", support::policy_yaml(args.rules, shape));
 }

@@ -30,6 +30,17 @@ pub enum Shape {
     SharedHosts,
 }
 
+impl Shape {
+    /// The shape a `--shared-hosts` flag asks for.
+    pub fn from_shared_hosts(shared_hosts: bool) -> Shape {
+        if shared_hosts {
+            Shape::SharedHosts
+        } else {
+            Shape::Distinct
+        }
+    }
+}
+
 /// The well-known rules every generated policy ends with, in order.
 const TAIL: &[&str] = &[
     r#"- {name: ecr-regional, registries: ["*.dkr.ecr.us-east-1.amazonaws.com", "*.dkr.ecr.eu-west-1.amazonaws.com", "*.dkr.ecr.ap-southeast-2.amazonaws.com"], secrets: [ecr-pull]}"#,
