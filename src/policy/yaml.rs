@@ -65,36 +65,32 @@ enum Pending {
     Skip,
 }
 
-/// A frame's own step in the document path (owned, as the key text moves on).
-#[derive(Clone)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-impl Seg {
-    fn as_path(&self) -> PathSeg<'_> {
-        match self {
-            Seg::Key(k) => PathSeg::Key(k),
-            Seg::Index(i) => PathSeg::Index(*i),
-        }
-    }
-}
-
 enum Frame {
     Seq {
         pos: Pos,
-        seg: Option<Seg>,
         items: Vec<Node>,
     },
     Map {
         pos: Pos,
-        seg: Option<Seg>,
         entries: Vec<Entry>,
         pending: Pending,
         /// Key index, built once the mapping has more than a few keys.
         seen: Option<HashMap<String, Pos>>,
     },
+}
+
+impl Frame {
+    /// The path step of the node this collection is waiting for; `None`
+    /// while a mapping waits for a key.
+    fn child_seg(&self) -> Option<PathSeg<'_>> {
+        match self {
+            Frame::Seq { items, .. } => Some(PathSeg::Index(items.len())),
+            Frame::Map { pending, .. } => match pending {
+                Pending::Value(k, _) => Some(PathSeg::Key(k)),
+                Pending::Key | Pending::Skip => None,
+            },
+        }
+    }
 }
 
 /// Keys are compared linearly below this many entries.
@@ -222,10 +218,12 @@ pub(crate) fn parse(text: &str) -> Document {
 }
 
 impl Builder {
+    /// The path of the innermost open collection: each open collection's
+    /// step towards the next one (its pending key, or its next index). Only
+    /// errors need it, so it is worked out then rather than kept.
     fn segs(&self) -> impl Iterator<Item = PathSeg<'_>> {
-        self.frames.iter().filter_map(|f| match f {
-            Frame::Seq { seg, .. } | Frame::Map { seg, .. } => seg.as_ref().map(Seg::as_path),
-        })
+        let open = self.frames.len().saturating_sub(1);
+        self.frames[..open].iter().filter_map(Frame::child_seg)
     }
 
     /// Path of the innermost open collection.
@@ -235,14 +233,8 @@ impl Builder {
 
     /// Path step of the next node added to the top frame; `None` for a
     /// mapping key or the root.
-    fn child_seg(&self) -> Option<Seg> {
-        match self.frames.last()? {
-            Frame::Seq { items, .. } => Some(Seg::Index(items.len())),
-            Frame::Map { pending, .. } => match pending {
-                Pending::Value(k, _) => Some(Seg::Key(k.clone())),
-                Pending::Key | Pending::Skip => None,
-            },
-        }
+    fn child_seg(&self) -> Option<PathSeg<'_>> {
+        self.frames.last()?.child_seg()
     }
 
     fn error_here(&mut self, at: Pos, message: &str) {
@@ -252,8 +244,7 @@ impl Builder {
 
     /// Reports an error about the node about to be added.
     fn error_child(&mut self, at: Pos, message: &str) {
-        let child = self.child_seg();
-        let path = render_path(self.segs().chain(child.as_ref().map(Seg::as_path)));
+        let path = render_path(self.segs().chain(self.child_seg()));
         self.errors.push(PolicyError::new(at, path, message));
     }
 
@@ -276,11 +267,9 @@ impl Builder {
             self.root = None;
             return false;
         }
-        let seg = self.child_seg();
         self.frames.push(if map {
             Frame::Map {
                 pos: at,
-                seg,
                 entries: Vec::new(),
                 pending: Pending::Key,
                 seen: None,
@@ -288,7 +277,6 @@ impl Builder {
         } else {
             Frame::Seq {
                 pos: at,
-                seg,
                 items: Vec::new(),
             }
         });
