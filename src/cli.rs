@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::admission::{Review, decide};
@@ -87,9 +88,13 @@ pub struct ServeArgs {
     /// Longest a client may take for the TLS handshake.
     #[arg(long, env = "PSI_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub handshake_timeout: Duration,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, env = "PSI_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES)]
+    /// Largest request body accepted, in bytes. Reviews being received may
+    /// hold four times this much between them; more wait for none and get 503.
+    #[arg(long, env = "PSI_MAX_BODY_BYTES", default_value_t = crate::http::DEFAULT_MAX_BODY_BYTES, value_parser = parse_body_limit)]
     pub max_body_bytes: usize,
+    /// Most TLS connections open at once; further ones are closed on accept.
+    #[arg(long, env = "PSI_MAX_CONNECTIONS", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS, value_parser = parse_connection_limit)]
+    pub max_connections: usize,
     /// Namespace labels for selectors: how long to wait when fetching a
     /// namespace the cache has not seen yet.
     #[arg(long, env = "PSI_NAMESPACE_LOOKUP_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
@@ -182,6 +187,27 @@ pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(duration)
+}
+
+/// A body limit: at least 64 KiB (a Pod review is 5–20 KB) and at most 1 GiB.
+fn parse_body_limit(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    if !(64 * 1024..=1 << 30).contains(&n) {
+        return Err(format!(
+            "{n} bytes is out of range: give 65536 (64 KiB) to 1073741824 (1 GiB)"
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_connection_limit(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a positive number of connections")),
+    }
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -297,13 +323,15 @@ fn mutate(args: MutateArgs) -> anyhow::Result<()> {
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
     let mut stdout = std::io::stdout().lock();
     if kind == "AdmissionReview" {
-        if let (Some(ns), Some(request)) = (&args.namespace, value.get_mut("request"))
-            && request
-                .get("namespace")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
+        if let (Some(ns), Some(request)) = (
+            &args.namespace,
+            value.get_mut("request").and_then(Value::as_object_mut),
+        ) && request
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
         {
-            request["namespace"] = Value::String(ns.clone());
+            request.insert("namespace".to_owned(), Value::String(ns.clone()));
         }
         let body = serde_json::to_vec(&value)?;
         let review = Review::decode(&body)?;
@@ -317,14 +345,13 @@ fn mutate(args: MutateArgs) -> anyhow::Result<()> {
     if !kind.is_empty() && kind != "Pod" {
         bail!("input is a {kind}; mutate takes a Pod or an AdmissionReview");
     }
-    let namespace = args
-        .namespace
-        .or_else(|| {
-            value
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+    // The Pod's own namespace wins; --namespace is for Pods that name none.
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|ns| !ns.is_empty())
+        .map(str::to_owned)
+        .or(args.namespace)
         .unwrap_or_else(|| "default".to_owned());
     let review = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
@@ -369,12 +396,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         labels: labels.as_ref(),
     });
     let mut stdout = std::io::stdout().lock();
-    let mut line = |image: &str| -> anyhow::Result<()> {
-        let out = explain_one(&policy, facts.as_ref(), image);
-        serde_json::to_writer(&mut stdout, &out)?;
-        writeln!(stdout)?;
-        Ok(())
-    };
+    let mut line = |image: &str| explain_one(&mut stdout, &policy, facts.as_ref(), image);
     if args.images.is_empty() {
         let mut input = String::new();
         std::io::stdin()
@@ -395,11 +417,42 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One `explain` answer.
-fn explain_one(policy: &CompiledPolicy, ns: Option<&NamespaceFacts<'_>>, image: &str) -> Value {
+/// One `explain` line, its fields in the documented order.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Explained<'a> {
+    Parsed {
+        image: &'a str,
+        registry: &'a str,
+        repository: &'a str,
+        tag: Option<&'a str>,
+        digest: Option<&'a str>,
+        rules: Vec<&'a str>,
+        secrets: Vec<&'a str>,
+    },
+    Invalid {
+        image: &'a str,
+        error: String,
+    },
+}
+
+/// Writes the `explain` line for one image.
+fn explain_one(
+    out: &mut impl std::io::Write,
+    policy: &CompiledPolicy,
+    ns: Option<&NamespaceFacts<'_>>,
+    image: &str,
+) -> anyhow::Result<()> {
     let reference = match image::parse(image) {
         Ok(reference) => reference,
-        Err(err) => return serde_json::json!({"image": image, "error": err.to_string()}),
+        Err(err) => {
+            let line = Explained::Invalid {
+                image,
+                error: err.to_string(),
+            };
+            serde_json::to_writer(&mut *out, &line)?;
+            return Ok(writeln!(out)?);
+        }
     };
     let mut matched = Vec::new();
     policy.match_image(reference.registry(), reference.repository(), &mut matched);
@@ -421,15 +474,17 @@ fn explain_one(policy: &CompiledPolicy, ns: Option<&NamespaceFacts<'_>>, image: 
             }
         }
     }
-    serde_json::json!({
-        "image": image,
-        "registry": reference.registry(),
-        "repository": reference.repository(),
-        "tag": reference.tag(),
-        "digest": reference.digest(),
-        "rules": rules,
-        "secrets": secrets,
-    })
+    let line = Explained::Parsed {
+        image,
+        registry: reference.registry(),
+        repository: reference.repository(),
+        tag: reference.tag(),
+        digest: reference.digest(),
+        rules,
+        secrets,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    Ok(writeln!(out)?)
 }
 
 fn certs_command(args: CertsArgs) -> anyhow::Result<()> {

@@ -47,6 +47,10 @@ pub struct ConfigMapWatch {
     store: Arc<PolicyStore>,
     seen_in_listing: bool,
     present: bool,
+    /// The last report was a rejection, so a return to the text in force
+    /// must be reported too (or the ConfigMap's last Event stays a
+    /// rejection).
+    rejected: bool,
 }
 
 impl ConfigMapWatch {
@@ -58,6 +62,7 @@ impl ConfigMapWatch {
             store,
             seen_in_listing: false,
             present: false,
+            rejected: false,
         }
     }
 
@@ -67,6 +72,14 @@ impl ConfigMapWatch {
 
     /// Applies one watcher event to the store; returns what to report.
     pub fn handle(&mut self, event: &watcher::Event<ConfigMap>) -> Option<Report> {
+        let report = self.report(event);
+        if let Some(r) = &report {
+            self.rejected = r.warning;
+        }
+        report
+    }
+
+    fn report(&mut self, event: &watcher::Event<ConfigMap>) -> Option<Report> {
         match event {
             watcher::Event::Init => {
                 self.seen_in_listing = false;
@@ -125,6 +138,17 @@ impl ConfigMapWatch {
             });
         };
         match self.store.apply(text, &self.origin()) {
+            Ok(Applied::Unchanged) if self.rejected => {
+                let generation = self.store.current().map_or(0, |c| c.generation);
+                tracing::info!(configmap = %self.origin(), generation, "policy ConfigMap is back to the policy in force");
+                Some(Report {
+                    reason: "PolicyLoaded",
+                    note: format!(
+                        "ConfigMap holds the policy in force again (generation {generation})"
+                    ),
+                    warning: false,
+                })
+            }
             Ok(Applied::Unchanged) => None,
             Ok(Applied::Loaded(generation)) => {
                 let rules = self
@@ -303,6 +327,16 @@ mod tests {
             .handle(&watcher::Event::Apply(ConfigMap::default()))
             .expect("report");
         assert!(r.note.contains("no key \"policy.yaml\""), "{}", r.note);
+
+        // Back to the text in force after a rejection: said so, once.
+        let r = w.handle(&watcher::Event::Apply(cm(GOOD))).expect("report");
+        assert_eq!(r.reason, "PolicyLoaded");
+        assert!(
+            r.note.contains("in force again (generation 1)"),
+            "{}",
+            r.note
+        );
+        assert_eq!(w.handle(&watcher::Event::Apply(cm(GOOD))), None);
 
         let r = w.handle(&watcher::Event::Delete(cm(GOOD))).expect("report");
         assert!(r.note.contains("generation 1 stays in force"), "{}", r.note);

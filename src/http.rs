@@ -21,6 +21,7 @@ use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::{Action, Review, decide};
@@ -101,21 +102,93 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The webhook router: `/mutate`, `/healthz`, `/readyz`.
 pub fn router(state: Arc<AppState>, limits: HttpLimits) -> Router {
+    let budget = Arc::new(BodyBudget::new(
+        limits.max_body_bytes,
+        state.metrics.clone(),
+    ));
     Router::new()
-        .route("/mutate", post(mutate))
+        .route(
+            "/mutate",
+            post(mutate).route_layer(middleware::from_fn_with_state(budget, body_budget)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            close_while_draining,
-        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Outermost, so that every answer while draining says close.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            close_while_draining,
+        ))
         .with_state(state)
+}
+
+/// Bodies being received, together, may declare at most this many times
+/// the body limit. Pod reviews are 5–20 KB, so this never holds back real
+/// traffic; it stops a handful of clients that post maximal bodies at once
+/// from taking the process past its memory limit.
+const BODY_BUDGET_FACTOR: usize = 4;
+
+/// The memory that request bodies may take at once, in KiB permits.
+struct BodyBudget {
+    permits: Arc<Semaphore>,
+    max_body_bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl BodyBudget {
+    fn new(max_body_bytes: usize, metrics: Arc<Metrics>) -> Self {
+        let kib = max_body_bytes
+            .div_ceil(1024)
+            .saturating_mul(BODY_BUDGET_FACTOR);
+        BodyBudget {
+            permits: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+            max_body_bytes,
+            metrics,
+        }
+    }
+}
+
+/// Reserves a request's declared body size (the whole limit when it
+/// declares none) before the body is read, and answers 503 at once when
+/// the budget is spent: kube-apiserver then applies the failurePolicy
+/// instead of the process being killed for its memory.
+async fn body_budget(
+    State(budget): State<Arc<BodyBudget>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = match declared {
+        // Over the limit: refused with 413 before anything is read.
+        Some(n) if n > budget.max_body_bytes as u64 => return next.run(request).await,
+        Some(n) => usize::try_from(n).unwrap_or(budget.max_body_bytes),
+        None => budget.max_body_bytes,
+    };
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(_reserved) = budget.permits.clone().try_acquire_many_owned(kib) else {
+        tracing::warn!(
+            bytes,
+            "request bodies in flight are over budget; answering 503"
+        );
+        budget
+            .metrics
+            .review("", telemetry::OUTCOME_ERROR, Duration::ZERO);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many large requests in flight; retry\n",
+        )
+            .into_response();
+    };
+    next.run(request).await
 }
 
 /// While draining, HTTP/1.1 answers carry `Connection: close`, so clients

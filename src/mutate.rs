@@ -107,18 +107,39 @@ impl PodMeta<'_> {
 /// The parts of `spec` the decision reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct PodSpecView<'a> {
-    /// `spec.containers`.
-    #[serde(default, borrow)]
+    /// `spec.containers`. Go writes an unset list as `null` (the field has
+    /// no `omitempty`), which reads as empty; validation, after us, then
+    /// tells the user the list is required.
+    #[serde(default, borrow, deserialize_with = "null_as_empty")]
     pub containers: Vec<ContainerView<'a>>,
     /// `spec.initContainers`.
-    #[serde(default, borrow, rename = "initContainers")]
+    #[serde(
+        default,
+        borrow,
+        rename = "initContainers",
+        deserialize_with = "null_as_empty"
+    )]
     pub init_containers: Vec<ContainerView<'a>>,
     /// `spec.ephemeralContainers`.
-    #[serde(default, borrow, rename = "ephemeralContainers")]
+    #[serde(
+        default,
+        borrow,
+        rename = "ephemeralContainers",
+        deserialize_with = "null_as_empty"
+    )]
     pub ephemeral_containers: Vec<ContainerView<'a>>,
     /// `spec.imagePullSecrets`; `None` when the field is absent or null.
     #[serde(default, borrow, rename = "imagePullSecrets")]
     pub image_pull_secrets: Option<Vec<SecretRef<'a>>>,
+}
+
+/// A list that may be written as `null`.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// One container, init container or ephemeral container.
@@ -487,6 +508,18 @@ rules:
             let plan = plan(&pod, &ns(namespace), &policy, Scope::AllContainers);
             assert_eq!(plan.wanted, expected, "namespace {namespace}");
         }
+    }
+
+    #[test]
+    fn null_container_lists_read_as_empty() {
+        let policy = policy();
+        let pod = pod(
+            r#"{"metadata":{"annotations":null},"spec":{"containers":null,"initContainers":null,
+                "ephemeralContainers":null,"imagePullSecrets":null}}"#,
+        );
+        let plan = plan(&pod, &ns("default"), &policy, Scope::AllContainers);
+        assert!(plan.wanted.is_empty() && plan.warnings.is_empty());
+        assert!(!plan.field_present);
     }
 
     #[test]

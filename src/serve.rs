@@ -132,11 +132,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let client = match &config.policy {
         PolicySource::File(path) => {
+            let mut reloader = Reloader::default();
             let source = FileSource::new(path);
-            reload_policy_file(&source, &policy);
+            reloader.policy_file(&source, &policy);
             tasks.spawn(every(args.reload_interval, stop_rx.clone(), {
                 let policy = policy.clone();
-                move || reload_policy_file(&source, &policy)
+                move || reloader.policy_file(&source, &policy)
             }));
             optional_client(args.dev).await
         }
@@ -163,7 +164,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.spawn(every(args.reload_interval, stop_rx.clone(), {
         let certs = certs.clone();
         let metrics = metrics.clone();
-        move || reload_certificate(&certs, &metrics)
+        let mut reloader = Reloader::default();
+        move || reloader.certificate(&certs, &metrics)
     }));
 
     let state = Arc::new(state);
@@ -202,6 +204,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         handshake: args.handshake_timeout,
         drain: args.drain_timeout,
+        max_connections: args.max_connections,
         ..Limits::default()
     };
     let grace = args.shutdown_grace;
@@ -250,28 +253,60 @@ async fn every(interval: Duration, mut stop: watch::Receiver<bool>, mut f: impl 
     }
 }
 
-fn reload_policy_file(source: &FileSource, policy: &PolicyStore) {
-    match source.reload(policy) {
-        Ok(Applied::Unchanged) => {}
-        Ok(Applied::Loaded(generation)) => {
-            tracing::info!(path = %source.path().display(), generation, "policy loaded");
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "policy not loaded; the last valid policy stays in force");
-        }
-    }
+/// One periodic reload: remembers the last failure, so that files that stay
+/// broken are reported once (and again when the failure changes), not at
+/// every interval, and says when they are good again.
+#[derive(Default)]
+struct Reloader {
+    failing: Option<String>,
 }
 
-fn reload_certificate(certs: &CertStore, metrics: &Metrics) {
-    match certs.reload() {
-        Ok(Reload::Unchanged) => {}
-        Ok(Reload::Replaced) => {
-            metrics.certificate_reload(true);
-            log_certificate(certs, metrics);
+impl Reloader {
+    /// Whether `err` is news (and remembers it).
+    fn new_failure(&mut self, err: &dyn std::fmt::Display) -> bool {
+        let text = err.to_string();
+        let news = self.failing.as_deref() != Some(text.as_str());
+        self.failing = Some(text);
+        news
+    }
+
+    fn policy_file(&mut self, source: &FileSource, policy: &PolicyStore) {
+        match source.reload(policy) {
+            Ok(Applied::Unchanged) => {
+                if self.failing.take().is_some() {
+                    tracing::info!(path = %source.path().display(), "policy file is back to the policy in force");
+                }
+            }
+            Ok(Applied::Loaded(generation)) => {
+                self.failing = None;
+                tracing::info!(path = %source.path().display(), generation, "policy loaded");
+            }
+            Err(err) => {
+                if self.new_failure(&err) {
+                    tracing::error!(error = %err, "policy not loaded; the last valid policy stays in force");
+                }
+            }
         }
-        Err(err) => {
-            metrics.certificate_reload(false);
-            tracing::error!(error = %err, "certificate not reloaded; the previous one stays in service");
+    }
+
+    fn certificate(&mut self, certs: &CertStore, metrics: &Metrics) {
+        match certs.reload() {
+            Ok(Reload::Unchanged) => {
+                if self.failing.take().is_some() {
+                    tracing::info!(cert = %certs.cert_path().display(), "certificate files are back to the pair in service");
+                }
+            }
+            Ok(Reload::Replaced) => {
+                self.failing = None;
+                metrics.certificate_reload(true);
+                log_certificate(certs, metrics);
+            }
+            Err(err) => {
+                if self.new_failure(&err) {
+                    metrics.certificate_reload(false);
+                    tracing::error!(error = %err, "certificate not reloaded; the previous one stays in service");
+                }
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// Timeouts of the TLS listener.
@@ -32,7 +33,21 @@ pub struct Limits {
     pub header_read: Duration,
     /// Longest to wait for in-flight requests on shutdown.
     pub drain: Duration,
+    /// Most connections open at once; more are closed as soon as they are
+    /// accepted. Each open connection holds TLS and HTTP buffers, so this
+    /// bounds memory against a client that opens connections and idles.
+    pub max_connections: usize,
 }
+
+/// Default of [`Limits::max_connections`]: far above what kube-apiserver
+/// instances keep pooled, far below what the memory limit could hold.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_H2_STREAMS: u32 = 64;
+/// An idle HTTP/2 connection is pinged this often, and closed when the
+/// ping is not answered within as long again (a vanished peer).
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -40,6 +55,7 @@ impl Default for Limits {
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(120),
             drain: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -61,6 +77,8 @@ pub async fn serve_tls(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut refused: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -74,11 +92,22 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closing at once costs the client a reconnect, not the server
+            // its memory; log the first refusal and then every thousandth.
+            if refused.is_multiple_of(1000) {
+                tracing::warn!(%peer, max_connections = limits.max_connections, refused = refused + 1, "too many open connections; closing a new one");
+            }
+            refused += 1;
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
@@ -97,11 +126,17 @@ pub async fn serve_tls(
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read)
                 .keep_alive(true);
-            builder.http2().timer(TokioTimer::new());
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_H2_STREAMS)
+                .keep_alive_interval(H2_KEEPALIVE)
+                .keep_alive_timeout(H2_KEEPALIVE);
+            // HTTP/2 only when negotiated; without ALPN, HTTP/1.1 (the TLS
+            // default), so the header-read timeout applies from the start.
             let builder = match alpn.as_deref() {
                 Some(b"h2") => builder.http2_only(),
-                Some(b"http/1.1") => builder.http1_only(),
-                _ => builder,
+                _ => builder.http1_only(),
             };
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(err) = watcher.watch(conn.into_owned()).await {

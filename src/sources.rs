@@ -65,6 +65,9 @@ pub enum LoadPolicyError {
 pub struct PolicyStore {
     current: ArcSwapOption<PolicySnapshot>,
     generation: AtomicU64,
+    /// Hash of the last text rejected (0: none since the last load), so a
+    /// source that offers the same bad text again is counted once.
+    last_rejected: AtomicU64,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -99,12 +102,15 @@ impl PolicyStore {
             && current.content_hash == content_hash
             && current.origin == origin
         {
+            self.last_rejected.store(0, Ordering::Relaxed);
             return Ok(Applied::Unchanged);
         }
         let policy = match CompiledPolicy::from_text(text) {
             Ok(policy) => policy,
             Err(errors) => {
-                if let Some(m) = &self.metrics {
+                let repeat =
+                    self.last_rejected.swap(content_hash, Ordering::Relaxed) == content_hash;
+                if let Some(m) = self.metrics.as_ref().filter(|_| !repeat) {
                     m.policy_rejected();
                 }
                 return Err(LoadPolicyError::Invalid {
@@ -113,6 +119,7 @@ impl PolicyStore {
                 });
             }
         };
+        self.last_rejected.store(0, Ordering::Relaxed);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(m) = &self.metrics {
             m.policy_loaded(generation, policy.rules().len());
@@ -182,6 +189,14 @@ mod tests {
         let current = store.current().expect("still loaded");
         assert_eq!(current.generation, 1);
         assert_eq!(current.policy.rules()[0].name(), "hub");
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"policy_reloads_total{result="rejected"} 2"#)
+        );
+        // The same bad text offered again (a file re-read every interval)
+        // is still refused, but counted once.
+        assert!(store.apply("rules:\n- name: BAD\n", "test").is_err());
         assert!(
             metrics
                 .encode()

@@ -111,6 +111,16 @@ fn explain_prints_one_json_object_per_image() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The documented field order, byte for byte.
+    let first = text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        first,
+        r#"{"image":"nginx","registry":"docker.io","repository":"library/nginx","tag":null,"digest":null,"rules":["dockerhub"],"secrets":["dockerhub-creds"]}"#
+    );
     let lines: Vec<Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -211,6 +221,56 @@ fn mutate_answers_a_review_and_patches_a_pod() {
         text(&out.stderr)
     );
     assert!(text(&out.stderr).contains("UPPER"));
+
+    // The Pod's own namespace wins over --namespace: acr applies in prod-*.
+    let acr_pod = |ns: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"w"{ns}}},"spec":{{"containers":[{{"name":"a","image":"acme.azurecr.io/app"}}]}}}}"#
+        )
+    };
+    for (pod, flag, patched) in [
+        (acr_pod(r#","namespace":"prod-eu""#), "dev", true),
+        (acr_pod(r#","namespace":"dev""#), "prod-eu", false),
+        (acr_pod(""), "prod-eu", true),
+    ] {
+        let out = run(
+            &[
+                "mutate",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--namespace",
+                flag,
+            ],
+            Some(&pod),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let pod: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            pod["spec"]["imagePullSecrets"].is_array(),
+            patched,
+            "{pod} with --namespace {flag}"
+        );
+    }
+
+    // A review whose request is not an object is an error, not a crash.
+    let out = run(
+        &[
+            "mutate",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--namespace",
+            "x",
+        ],
+        Some(
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"nonsense"}"#,
+        ),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not an AdmissionReview"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = run(
         &["mutate", "--policy", policy.to_str().unwrap()],
