@@ -362,3 +362,83 @@ async fn wait_for_signal() {
         () = term => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(metrics: &Metrics, series: &str) -> String {
+        metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(series) && l.contains("rejected"))
+            .collect()
+    }
+
+    #[test]
+    fn a_certificate_that_stays_broken_is_counted_once_per_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = certs::CertFiles::in_dir(dir.path());
+        certs::write_set(&files, &certs::dev_hosts()).expect("certs");
+        let store = CertStore::load(&files.cert, &files.key).expect("loads");
+        let metrics = Metrics::new();
+        let mut reloader = Reloader::default();
+        let series = "pull_secret_injector_certificate_reloads_total";
+
+        // A key that does not match the certificate, seen at every interval.
+        let other = tempfile::tempdir().expect("tempdir");
+        let other_files = certs::CertFiles::in_dir(other.path());
+        certs::write_set(&other_files, &certs::dev_hosts()).expect("certs");
+        let good_key = std::fs::read(&files.key).expect("read");
+        std::fs::copy(&other_files.key, &files.key).expect("copy");
+        for _ in 0..3 {
+            reloader.certificate(&store, &metrics);
+        }
+        assert!(
+            rejected(&metrics, series).ends_with(" 1"),
+            "{}",
+            metrics.encode()
+        );
+
+        // Fixed, then broken again: a new failure, counted again.
+        std::fs::write(&files.key, &good_key).expect("write");
+        reloader.certificate(&store, &metrics);
+        assert!(reloader.failing.is_none());
+        std::fs::remove_file(&files.key).expect("rm");
+        reloader.certificate(&store, &metrics);
+        reloader.certificate(&store, &metrics);
+        assert!(
+            rejected(&metrics, series).ends_with(" 2"),
+            "{}",
+            metrics.encode()
+        );
+    }
+
+    #[test]
+    fn a_policy_file_that_stays_invalid_is_counted_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(
+            &path,
+            "rules:\n- name: hub\n  registries: [docker.io]\n  secrets: [hub]\n",
+        )
+        .expect("write");
+        let metrics = Arc::new(Metrics::new());
+        let store = PolicyStore::with_metrics(metrics.clone());
+        let source = FileSource::new(&path);
+        let mut reloader = Reloader::default();
+        reloader.policy_file(&source, &store);
+        std::fs::write(&path, "rules: [{name: Bad}]\n").expect("write");
+        for _ in 0..3 {
+            reloader.policy_file(&source, &store);
+        }
+        let series = "pull_secret_injector_policy_reloads_total";
+        assert!(
+            rejected(&metrics, series).ends_with(" 1"),
+            "{}",
+            metrics.encode()
+        );
+        assert!(reloader.failing.is_some());
+        assert_eq!(store.current().expect("kept").generation, 1);
+    }
+}
