@@ -443,15 +443,17 @@ fn explain_one(
     ns: Option<&NamespaceFacts<'_>>,
     image: &str,
 ) -> anyhow::Result<()> {
+    let mut write = |line: &Explained<'_>| -> anyhow::Result<()> {
+        serde_json::to_writer(&mut *out, line)?;
+        Ok(writeln!(out)?)
+    };
     let reference = match image::parse(image) {
         Ok(reference) => reference,
         Err(err) => {
-            let line = Explained::Invalid {
+            return write(&Explained::Invalid {
                 image,
                 error: err.to_string(),
-            };
-            serde_json::to_writer(&mut *out, &line)?;
-            return Ok(writeln!(out)?);
+            });
         }
     };
     let mut matched = Vec::new();
@@ -474,7 +476,7 @@ fn explain_one(
             }
         }
     }
-    let line = Explained::Parsed {
+    write(&Explained::Parsed {
         image,
         registry: reference.registry(),
         repository: reference.repository(),
@@ -482,9 +484,7 @@ fn explain_one(
         digest: reference.digest(),
         rules,
         secrets,
-    };
-    serde_json::to_writer(&mut *out, &line)?;
-    Ok(writeln!(out)?)
+    })
 }
 
 fn certs_command(args: CertsArgs) -> anyhow::Result<()> {

@@ -10,8 +10,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
@@ -65,9 +65,10 @@ pub enum LoadPolicyError {
 pub struct PolicyStore {
     current: ArcSwapOption<PolicySnapshot>,
     generation: AtomicU64,
-    /// Hash of the last text rejected (0: none since the last load), so a
-    /// source that offers the same bad text again is counted once.
-    last_rejected: AtomicU64,
+    /// The last text rejected (its hash and errors), so that a source
+    /// offering the same bad text again (a file re-read every interval, a
+    /// relist) gets the same answer without a second parse, counted once.
+    last_rejected: Mutex<Option<(u64, PolicyErrors)>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -83,6 +84,14 @@ impl PolicyStore {
     /// The policy in force, if any has been loaded.
     pub fn current(&self) -> Option<Arc<PolicySnapshot>> {
         self.current.load_full()
+    }
+
+    /// The last rejection. A panic elsewhere while it was held cannot have
+    /// left it half-written (it is replaced whole), so poisoning is ignored.
+    fn rejected(&self) -> std::sync::MutexGuard<'_, Option<(u64, PolicyErrors)>> {
+        self.last_rejected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// True once a valid policy has been loaded.
@@ -102,24 +111,29 @@ impl PolicyStore {
             && current.content_hash == content_hash
             && current.origin == origin
         {
-            self.last_rejected.store(0, Ordering::Relaxed);
+            *self.rejected() = None;
             return Ok(Applied::Unchanged);
+        }
+        let invalid = |errors| LoadPolicyError::Invalid {
+            origin: origin.to_owned(),
+            errors,
+        };
+        if let Some((hash, errors)) = self.rejected().as_ref()
+            && *hash == content_hash
+        {
+            return Err(invalid(errors.clone()));
         }
         let policy = match CompiledPolicy::from_text(text) {
             Ok(policy) => policy,
             Err(errors) => {
-                let repeat =
-                    self.last_rejected.swap(content_hash, Ordering::Relaxed) == content_hash;
-                if let Some(m) = self.metrics.as_ref().filter(|_| !repeat) {
+                if let Some(m) = &self.metrics {
                     m.policy_rejected();
                 }
-                return Err(LoadPolicyError::Invalid {
-                    origin: origin.to_owned(),
-                    errors,
-                });
+                *self.rejected() = Some((content_hash, errors.clone()));
+                return Err(invalid(errors));
             }
         };
-        self.last_rejected.store(0, Ordering::Relaxed);
+        *self.rejected() = None;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(m) = &self.metrics {
             m.policy_loaded(generation, policy.rules().len());

@@ -11,15 +11,9 @@
 //! Repository globs are then checked only for candidate rules, and
 //! namespace filters only when the caller asks about a rule.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-/// Maps of the index. foldhash is several times faster than SipHash on
-/// short keys such as registry hosts and is seeded per process; the keys
-/// come from the operator's policy, looked up by registry names.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-use super::PolicyErrors;
 use super::glob::{NameGlob, RepoGlob};
 use super::host::{
     HostPattern, Label, image_port, ipv6_host, label_count, labels_match, literal_run,
@@ -27,6 +21,7 @@ use super::host::{
 };
 use super::model::{NamespaceFilter, Policy, Rule};
 use super::selector::CompiledSelector;
+use super::{FastMap, PolicyErrors};
 
 /// A policy compiled for matching: immutable, `Send + Sync`, cheap to share
 /// behind an `Arc`. The default value has no rules.

@@ -47,6 +47,12 @@ pub use model::{
     LabelSelector, LabelSelectorRequirement, NamespaceFilter, Policy, Rule, SelectorOperator,
 };
 
+/// The hash maps of parsing and of the compiled index. foldhash is several
+/// times faster than SipHash on short keys such as rule names and registry
+/// hosts, and is seeded per process; the keys come from the operator's
+/// policy.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Largest policy text accepted, in bytes: the ConfigMap size limit (1 MiB).
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 

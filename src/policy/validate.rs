@@ -5,12 +5,10 @@
 //! of every value (delegated to `host`, `glob` and `names`). It never stops
 //! at the first problem: every error is collected with its position and path.
 
-use std::collections::{BTreeMap, HashMap};
-
-/// Rule names seen so far (foldhash: one lookup per rule of a large policy).
-type Seen<'t> = HashMap<&'t str, Pos, foldhash::fast::RandomState>;
+use std::collections::BTreeMap;
 use std::fmt::Display;
 
+use super::FastMap;
 use super::error::{PathSeg, PolicyError, Pos, render_path, suggest};
 use super::glob::{NameGlob, RepoGlob};
 use super::host::HostPattern;
@@ -19,6 +17,9 @@ use super::model::{
 };
 use super::names::{check_dns_label, check_dns_subdomain, check_label_key, check_label_value};
 use super::yaml::{Entry, Kind, Node};
+
+/// Rule names seen so far, with where each was first defined.
+type Seen<'t> = FastMap<&'t str, Pos>;
 
 const TOP_FIELDS: [&str; 1] = ["rules"];
 const RULE_FIELDS: [&str; 5] = [
