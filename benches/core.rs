@@ -13,9 +13,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pull_secret_injector::admission::{Object, Review, decide};
-use pull_secret_injector::policy::{self, CompiledPolicy, NamespaceFacts};
-use pull_secret_injector::{image, mutate, patch};
+use pull_secret_injector::core::decide::decide;
+use pull_secret_injector::core::policy::{self, CompiledPolicy, NamespaceFacts};
+use pull_secret_injector::core::review::{Object, Review};
+use pull_secret_injector::core::{decide as mutate, image, patch};
 use support::Shape;
 
 /// Policy sizes the issue asks about.

@@ -1,7 +1,7 @@
 //! The load test's yardstick: the cost every webhook pays, and nothing more.
 //!
 //! Serves the same TLS stack as the real webhook
-//! (`pull_secret_injector::server::serve_tls` with the certificate loaded by
+//! (`pull_secret_injector::webhook::server::serve_tls` with the certificate loaded by
 //! `tls::CertStore`, so the same rustls/ring configuration and ALPN), behind
 //! a router whose `POST /mutate` only parses the body into a
 //! `serde_json::Value` and answers a fixed allowed response echoing the uid:
@@ -34,10 +34,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use clap::Parser;
-use pull_secret_injector::certs;
-use pull_secret_injector::http::DEFAULT_MAX_BODY_BYTES;
-use pull_secret_injector::server::{self, Limits};
-use pull_secret_injector::tls::CertStore;
+use pull_secret_injector::webhook::certs;
+use pull_secret_injector::webhook::http::DEFAULT_MAX_BODY_BYTES;
+use pull_secret_injector::webhook::server::{self, Limits};
+use pull_secret_injector::webhook::tls::CertStore;
 use serde_json::{Value, json};
 
 /// Minimal webhook for load-test comparison (see the file's documentation).

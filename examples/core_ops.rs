@@ -23,8 +23,9 @@ mod support;
 use std::hint::black_box;
 
 use clap::{Parser, ValueEnum};
-use pull_secret_injector::admission::{Review, decide};
-use pull_secret_injector::policy::CompiledPolicy;
+use pull_secret_injector::core::decide::decide;
+use pull_secret_injector::core::policy::CompiledPolicy;
+use pull_secret_injector::core::review::Review;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Op {

@@ -3,43 +3,37 @@
 //!
 //! # Architecture
 //!
-//! One request path, from socket to answer:
-//!
 //! ```text
-//! kube-apiserver ─HTTPS POST /mutate─▶ server (TLS, per-connection task)
-//!   ▶ http (axum router, body limit)
-//!   ▶ admission (decode the review, borrowing; pick out the Pod)
-//!   ▶ mutate (images × policy × namespace ─▶ Plan)
-//!   ▶ patch (Plan ─▶ JSON Patch)
-//!   ▶ admission (response review: same apiVersion and uid, base64 patch)
+//! cmd ───────────▶ webhook ──┐
+//!  │  (one module   k8s ─────┼──▶ runtime ──▶ core
+//!  │   per command)          │
+//!  └─────────────────────────┴──────────────▶ core
 //! ```
 //!
-//! The **core** — [`image`], [`policy`], [`mutate`], [`patch`] and
-//! [`admission`] — is synchronous code over plain data: no async runtime,
-//! no files or sockets, no logging, no Kubernetes client. The **edges** —
-//! [`http`], [`server`], [`tls`], [`sources`], [`configmap`],
-//! [`namespaces`], [`serve`], [`cli`], [`certs`], [`telemetry`], [`yaml`]
-//! — do I/O and depend on the core. The core never depends on an edge.
+//! - [`core`] is pure: image references, the policy, the questions asked of
+//!   it, the admission decision and the patch. Plain data in, values and
+//!   errors out; no async, I/O, logging or Kubernetes client.
+//! - [`runtime`] holds what every long-running command shares: the policy
+//!   store and its file source, supervision of background tasks, logging and
+//!   metrics.
+//! - [`webhook`] is the HTTPS admission server (TLS, HTTP, certificates);
+//!   [`k8s`] the adapters to the Kubernetes API (the policy ConfigMap, the
+//!   namespace cache). Each edge does one kind of I/O.
+//! - [`cmd`] parses the command line and holds one module per subcommand;
+//!   each owns its flags and wires the edges it needs.
+//!
+//! Arrows only point right: the core imports nothing of the crate outside
+//! itself, edges never import `cmd` or each other except through
+//! `runtime`. `tests/architecture.rs` fails the build when an import breaks
+//! this.
 //!
 //! The policy in force is an immutable compiled snapshot behind an atomic
-//! pointer ([`sources::PolicyStore`]); a source swaps in a new snapshot only
-//! after it validated, so requests never see a half-applied or invalid
-//! policy and never take a lock.
+//! pointer ([`runtime::policy_store::PolicyStore`]); a source swaps in a new
+//! snapshot only after it validated, so requests never see a half-applied or
+//! invalid policy and never take a lock.
 
-pub mod admission;
-pub mod image;
-pub mod mutate;
-pub mod patch;
-pub mod policy;
-
-pub mod certs;
-pub mod cli;
-pub mod configmap;
-pub mod http;
-pub mod namespaces;
-pub mod serve;
-pub mod server;
-pub mod sources;
-pub mod telemetry;
-pub mod tls;
-pub mod yaml;
+pub mod cmd;
+pub mod core;
+pub mod k8s;
+pub mod runtime;
+pub mod webhook;

@@ -210,7 +210,7 @@ fn mutate_answers_a_review_and_patches_a_pod() {
         Some(pod_yaml),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let pod = pull_secret_injector::yaml::to_json(&text(&out.stdout)).unwrap();
+    let pod = pull_secret_injector::core::yaml::to_json(&text(&out.stdout)).unwrap();
     assert_eq!(
         pod["spec"]["imagePullSecrets"],
         json!([{"name": "mine"}, {"name": "dockerhub-creds"}])
@@ -302,7 +302,7 @@ fn certs_writes_a_service_certificate_and_prints_the_ca_bundle() {
         .unwrap();
     let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
     assert_eq!(bundle, ca);
-    pull_secret_injector::tls::CertStore::load(
+    pull_secret_injector::webhook::tls::CertStore::load(
         dir.path().join("tls.crt"),
         dir.path().join("tls.key"),
     )

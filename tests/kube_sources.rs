@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use fake_api::{EventVerb, FakeApi};
 use http_body_util::BodyExt as _;
-use pull_secret_injector::http::{self, AppState, NamespaceLabels as _};
-use pull_secret_injector::namespaces::NamespaceCache;
-use pull_secret_injector::sources::PolicyStore;
-use pull_secret_injector::telemetry::Metrics;
-use pull_secret_injector::{certs, configmap, tls};
+use pull_secret_injector::k8s::configmap;
+use pull_secret_injector::k8s::namespaces::NamespaceCache;
+use pull_secret_injector::runtime::namespace_labels::NamespaceLabels as _;
+use pull_secret_injector::runtime::policy_store::PolicyStore;
+use pull_secret_injector::runtime::telemetry::Metrics;
+use pull_secret_injector::webhook::http::{self, AppState};
+use pull_secret_injector::webhook::{certs, tls};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt as _;
@@ -89,13 +91,14 @@ async fn configmap_policy_follows_edits_and_keeps_the_last_good_one() {
     let (state, _dir) = state_with_certs(store.clone());
     let router = http::router(Arc::new(state), http::HttpLimits::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(configmap::watch(
-        fake.client(),
-        ns.clone(),
-        name.clone(),
-        store.clone(),
-        stop_rx,
-    ));
+    let watch = configmap::Watch {
+        client: fake.client(),
+        namespace: ns.clone(),
+        name: name.clone(),
+        store: store.clone(),
+        instance: None,
+    };
+    let task = tokio::spawn(watch.run(stop_rx));
 
     // No ConfigMap yet: not ready.
     eventually(&fake, "the watcher lists", || fake.counts().0 >= 1).await;
@@ -214,6 +217,7 @@ async fn configmap_policy_follows_edits_and_keeps_the_last_good_one() {
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
     fake.assert_clean();
 }
@@ -248,8 +252,8 @@ async fn namespace_selectors_use_the_cache_then_a_direct_read() {
     fake.put_namespace("team-a", &[("registry-access", "ghcr")]);
     fake.put_namespace("team-b", &[]);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (cache, task) = NamespaceCache::start(fake.client(), Duration::from_secs(2), stop_rx);
-    let task = tokio::spawn(task);
+    let cache = NamespaceCache::new(fake.client(), Duration::from_secs(2));
+    let task = tokio::spawn(cache.clone().run(stop_rx));
 
     eventually(&fake, "the reflector lists namespaces", || {
         cache.cached("team-a").is_some()
@@ -313,6 +317,7 @@ async fn namespace_selectors_use_the_cache_then_a_direct_read() {
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
+        .unwrap()
         .unwrap()
         .unwrap();
     fake.assert_clean();

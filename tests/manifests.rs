@@ -29,11 +29,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use pull_secret_injector::cli::{Cli, ServeArgs};
-use pull_secret_injector::configmap::POLICY_KEY;
-use pull_secret_injector::policy::CompiledPolicy;
-use pull_secret_injector::telemetry::LogFormat;
-use pull_secret_injector::{certs, yaml};
+use pull_secret_injector::cmd::Cli;
+use pull_secret_injector::cmd::serve::ServeArgs;
+use pull_secret_injector::core::policy::CompiledPolicy;
+use pull_secret_injector::core::yaml;
+use pull_secret_injector::k8s::configmap::POLICY_KEY;
+use pull_secret_injector::runtime::telemetry::LogFormat;
+use pull_secret_injector::webhook::certs;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -846,7 +848,7 @@ fn check_base(bundle: &Bundle) {
         .args;
     assert!(!serve.dev, "{origin}: no --dev in a cluster");
     assert!(
-        serve.policy_file.is_none(),
+        serve.policy.policy_file.is_none(),
         "{origin}: the policy comes from the ConfigMap"
     );
     assert_eq!(serve.log_format, LogFormat::Json, "{origin}: JSON logs");
@@ -863,6 +865,7 @@ fn check_base(bundle: &Bundle) {
 
     // The policy ConfigMap: named in the args, generated, readable.
     let spec_cm = serve
+        .policy
         .policy_configmap
         .clone()
         .unwrap_or_else(|| panic!("{origin}: --policy-configmap"));
@@ -1510,7 +1513,7 @@ fn manual_certs_overlay_builds_with_a_real_ca_bundle() {
         })
         .collect();
     std::fs::write(&patch_path, patched).unwrap();
-    pull_secret_injector::tls::CertStore::load(&files.cert, &files.key).unwrap();
+    pull_secret_injector::webhook::tls::CertStore::load(&files.cert, &files.key).unwrap();
 
     let objects = build(&copy.join("overlays/manual-certs"));
     assert_eq!(object_keys(&objects), expected_keys(&[&BASE_OBJECTS]));

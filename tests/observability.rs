@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{ApiServerClient, fixture, fresh_uid};
-use pull_secret_injector::certs;
+use pull_secret_injector::webhook::certs;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pull-secret-injector");

@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::{ApiServerClient, TestServer, shipped_policy};
-use pull_secret_injector::certs::{self, CertFiles};
-use pull_secret_injector::tls::Reload;
+use pull_secret_injector::webhook::certs::{self, CertFiles};
+use pull_secret_injector::webhook::tls::Reload;
 use rustls::pki_types::ServerName;
 
 /// True when a TLS handshake trusting only `ca_pem` succeeds.

@@ -284,7 +284,7 @@ async fn http2_is_offered_and_works() {
 async fn a_stalled_handshake_blocks_nobody_and_is_dropped() {
     use tokio::io::AsyncReadExt as _;
     let limits = common::TestLimits {
-        server: pull_secret_injector::server::Limits {
+        server: pull_secret_injector::webhook::server::Limits {
             handshake: std::time::Duration::from_millis(300),
             ..Default::default()
         },
@@ -307,7 +307,7 @@ async fn a_stalled_handshake_blocks_nobody_and_is_dropped() {
 #[tokio::test]
 async fn an_untrusted_client_view_fails_and_the_right_ca_succeeds() {
     let server = TestServer::start(&shipped_policy()).await;
-    let other_ca = pull_secret_injector::certs::Authority::generate("other").expect("ca");
+    let other_ca = pull_secret_injector::webhook::certs::Authority::generate("other").expect("ca");
     let tcp = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connect");
@@ -336,7 +336,7 @@ async fn an_untrusted_client_view_fails_and_the_right_ca_succeeds() {
 async fn a_stalled_body_times_out_with_408() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let limits = common::TestLimits {
-        http: pull_secret_injector::http::HttpLimits {
+        http: pull_secret_injector::webhook::http::HttpLimits {
             request_timeout: std::time::Duration::from_millis(300),
             ..Default::default()
         },
@@ -406,7 +406,7 @@ async fn body_budget_sheds_load_and_recovers() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let max = 64 * 1024;
     let limits = common::TestLimits {
-        http: pull_secret_injector::http::HttpLimits {
+        http: pull_secret_injector::webhook::http::HttpLimits {
             max_body_bytes: max,
             request_timeout: std::time::Duration::from_secs(2),
         },
@@ -467,7 +467,7 @@ async fn body_budget_sheds_load_and_recovers() {
 async fn no_alpn_means_http1_and_connections_are_capped() {
     use tokio::io::AsyncReadExt as _;
     let limits = common::TestLimits {
-        server: pull_secret_injector::server::Limits {
+        server: pull_secret_injector::webhook::server::Limits {
             max_connections: 2,
             ..Default::default()
         },

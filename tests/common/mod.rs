@@ -14,12 +14,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
-use pull_secret_injector::certs;
-use pull_secret_injector::http::{self, AppState};
-use pull_secret_injector::server::{self, Limits};
-use pull_secret_injector::sources::PolicyStore;
-use pull_secret_injector::telemetry::Metrics;
-use pull_secret_injector::tls::CertStore;
+use pull_secret_injector::cmd::args::PolicySource;
+use pull_secret_injector::cmd::serve::{KubeAccess, ServeConfig, Webhook};
+use pull_secret_injector::webhook::certs;
+use pull_secret_injector::webhook::http::{self, AppState};
+use pull_secret_injector::webhook::server::Limits;
+use pull_secret_injector::webhook::tls::CertStore;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
@@ -51,6 +51,7 @@ pub struct TestLimits {
 /// A running webhook.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub ca_pem: String,
     pub state: Arc<AppState>,
     pub certs: Arc<CertStore>,
@@ -80,31 +81,48 @@ impl TestServer {
         key: &std::path::Path,
         ca_pem: String,
     ) -> TestServer {
-        let certs = Arc::new(CertStore::load(cert, key).expect("load certs"));
-        let metrics = Arc::new(Metrics::new());
-        let store = Arc::new(PolicyStore::with_metrics(metrics.clone()));
-        store.apply(policy, "test").expect("valid test policy");
-        let mut state = AppState::new(store, metrics);
-        state.certs = Some(certs.clone());
-        let state = Arc::new(state);
-        let router = http::router(state.clone(), limits.http);
-        let listener = server::bind("127.0.0.1:0".parse().expect("addr"))
+        // The production wiring (build → bind → run) on port 0, with the
+        // policy in a file like `--policy-file`.
+        let policy_path = dir.path().join("policy.yaml");
+        std::fs::write(&policy_path, policy).expect("write policy");
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+            tls_cert: cert.to_owned(),
+            tls_key: key.to_owned(),
+            policy: PolicySource::File(policy_path),
+            dev: false,
+            reload_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::ZERO,
+            server: limits.server,
+            http: limits.http,
+            namespace_lookup_timeout: Duration::from_secs(2),
+            pod_name: None,
+            kube: KubeAccess::Disabled,
+        };
+        let bound = Webhook::build(config)
+            .await
+            .expect("build")
+            .bind()
             .await
             .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let tls = certs.server_config().expect("tls config");
+        let addr = bound.local_addr().expect("addr");
+        let metrics_addr = bound.metrics_addr().expect("addr");
+        let state = bound.state();
+        assert!(state.policy.is_loaded(), "the test policy must be valid");
+        let certs = bound.certs();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve_tls(
-            listener,
-            tls,
-            router,
-            limits.server,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let task = tokio::spawn(async move {
+            bound
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("serve");
+        });
         TestServer {
             addr,
+            metrics_addr,
             ca_pem,
             state,
             certs,

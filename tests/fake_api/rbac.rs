@@ -144,7 +144,8 @@ fn base_dir() -> PathBuf {
 fn read_json(file: &str) -> Value {
     let path = base_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    pull_secret_injector::yaml::to_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    pull_secret_injector::core::yaml::to_json(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn typed<T: DeserializeOwned>(file: &str, value: &Value) -> T {

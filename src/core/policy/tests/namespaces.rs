@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::compiled;
-use crate::policy::{NamespaceFacts, NamespaceMatch};
+use crate::core::policy::{NamespaceFacts, NamespaceMatch};
 
 const POLICY: &str = r#"
 rules:

@@ -6,7 +6,7 @@
 //! validated and compiled. An invalid text never replaces the last good
 //! policy. [`FileSource`] re-reads a file by path (so the kubelet's `..data`
 //! symlink swap of a ConfigMap volume is seen); the ConfigMap watch lives in
-//! [`crate::configmap`].
+//! [`crate::k8s::configmap`].
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
-use crate::policy::{CompiledPolicy, PolicyErrors};
-use crate::telemetry::Metrics;
+use crate::core::policy::{CompiledPolicy, PolicyErrors};
+use crate::runtime::telemetry::Metrics;
 
 /// A compiled policy and where it came from.
 #[derive(Debug)]

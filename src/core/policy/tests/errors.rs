@@ -1,7 +1,7 @@
 //! Every kind of validation error, with its exact line, column and path.
 
 use super::errors_of;
-use crate::policy::{MAX_POLICY_BYTES, parse};
+use crate::core::policy::{MAX_POLICY_BYTES, parse};
 
 /// (document, every expected error as displayed).
 const CASES: &[(&str, &[&str])] = &[

@@ -69,7 +69,7 @@ impl CompiledSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::model::LabelSelectorRequirement;
+    use crate::core::policy::model::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

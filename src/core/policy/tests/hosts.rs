@@ -2,8 +2,8 @@
 //! the order of `match_image` results.
 
 use super::{compiled, matching, one_rule};
-use crate::policy::glob::RepoGlob;
-use crate::policy::host::{HostPattern, HostPatternError};
+use crate::core::policy::glob::RepoGlob;
+use crate::core::policy::host::{HostPattern, HostPatternError};
 
 /// (pattern, image registry, matches)
 const HOST_CASES: &[(&str, &str, bool)] = &[

@@ -18,7 +18,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource as _};
 use tokio::sync::watch;
 
-use crate::sources::{Applied, LoadPolicyError, PolicyStore};
+use crate::runtime::policy_store::{Applied, LoadPolicyError, PolicyStore};
 
 /// The ConfigMap key that holds the policy.
 pub const POLICY_KEY: &str = "policy.yaml";
@@ -206,50 +206,77 @@ fn truncate(text: &str) -> String {
     format!("{}...", &text[..end])
 }
 
-/// Watches `namespace/name` until `stop` turns true, feeding `store` and
-/// posting an Event on the ConfigMap for every accepted or rejected change.
-/// Never returns early on API errors: the watcher retries with backoff.
-pub async fn watch(
-    client: Client,
-    namespace: String,
-    name: String,
-    store: Arc<PolicyStore>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: REPORTER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
-    let mut state = ConfigMapWatch::new(&namespace, &name, store);
-    let mut events = watcher(api, config).default_backoff().boxed();
-    let mut last_object: Option<ConfigMap> = None;
-    loop {
-        let item = tokio::select! {
-            item = events.next() => item,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let event = match item {
-            Some(Ok(event)) => event,
-            Some(Err(err)) => {
-                tracing::warn!(configmap = %state.origin(), error = %err, "policy ConfigMap watch failed; retrying with backoff");
-                continue;
+/// The watch of one policy ConfigMap: what [`Watch::run`] needs.
+#[derive(Clone)]
+pub struct Watch {
+    /// The API client.
+    pub client: Client,
+    /// The ConfigMap's namespace.
+    pub namespace: String,
+    /// The ConfigMap's name.
+    pub name: String,
+    /// Where accepted policies go.
+    pub store: Arc<PolicyStore>,
+    /// This replica's name, reported as the Events' instance.
+    pub instance: Option<String>,
+}
+
+impl Watch {
+    /// Watches the ConfigMap until `stop` turns true, feeding the store and
+    /// posting an Event on the ConfigMap for every accepted or rejected
+    /// change. API errors are retried by the watcher with backoff; parsing
+    /// and compiling run on the blocking pool. Returns early (an error, for
+    /// the supervisor to restart it) only if the watch stream ends or a
+    /// compile panics.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let Watch {
+            client,
+            namespace,
+            name,
+            store,
+            instance,
+        } = self;
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: REPORTER.into(),
+                instance,
+            },
+        );
+        let mut state = ConfigMapWatch::new(&namespace, &name, store);
+        let mut events = watcher(api, config).default_backoff().boxed();
+        let mut last_object: Option<ConfigMap> = None;
+        loop {
+            let item = tokio::select! {
+                item = events.next() => item,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            let event = match item {
+                Some(Ok(event)) => event,
+                Some(Err(err)) => {
+                    tracing::warn!(configmap = %state.origin(), error = %err, "policy ConfigMap watch failed; retrying with backoff");
+                    continue;
+                }
+                None => anyhow::bail!("the policy ConfigMap watch ended"),
+            };
+            if let watcher::Event::Apply(cm)
+            | watcher::Event::InitApply(cm)
+            | watcher::Event::Delete(cm) = &event
+            {
+                last_object = Some(cm.clone());
             }
-            None => return,
-        };
-        if let watcher::Event::Apply(cm)
-        | watcher::Event::InitApply(cm)
-        | watcher::Event::Delete(cm) = &event
-        {
-            last_object = Some(cm.clone());
-        }
-        if let Some(report) = state.handle(&event) {
-            let reference = state.reference(last_object.as_ref());
-            publish(&recorder, &report, &reference).await;
+            let (returned, report) = tokio::task::spawn_blocking(move || {
+                let report = state.handle(&event);
+                (state, report)
+            })
+            .await?;
+            state = returned;
+            if let Some(report) = report {
+                let reference = state.reference(last_object.as_ref());
+                publish(&recorder, &report, &reference).await;
+            }
         }
     }
 }

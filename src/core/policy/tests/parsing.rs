@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{compiled, matching};
-use crate::policy::{
+use crate::core::policy::{
     LabelSelector, LabelSelectorRequirement, NamespaceFilter, Policy, Rule, SelectorOperator, parse,
 };
 

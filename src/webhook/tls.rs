@@ -305,7 +305,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs;
+    use crate::webhook::certs;
 
     fn write_pair(dir: &Path, name: &str, hosts: &[&str]) -> (PathBuf, PathBuf) {
         let ca = certs::Authority::generate("test ca").expect("ca");

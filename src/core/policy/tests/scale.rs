@@ -3,7 +3,7 @@
 
 use std::net::Ipv6Addr;
 
-use crate::policy::{CompiledPolicy, parse};
+use crate::core::policy::{CompiledPolicy, parse};
 
 /// Deterministic xorshift generator, so failures reproduce.
 pub(super) struct Rng(pub u64);

@@ -1,6 +1,6 @@
 //! YAML ⇄ JSON values for the offline `mutate` command, which accepts and
 //! prints Pods in either form. (The policy has its own located parser in
-//! [`crate::policy`].)
+//! [`crate::core::policy`].)
 
 use serde_json::{Map, Number, Value};
 use yaml_rust2::yaml::Hash;

@@ -190,7 +190,7 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::CertStore;
+    use crate::webhook::tls::CertStore;
 
     #[test]
     fn service_certificate_names_every_service_dns_form() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::scale::Rng;
-use crate::policy::{CompiledPolicy, NamespaceFacts, parse};
+use crate::core::policy::{CompiledPolicy, NamespaceFacts, parse};
 
 const SEED: &str = r#"rules:
   - name: corp-harbor

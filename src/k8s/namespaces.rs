@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
@@ -21,29 +22,38 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::http::{Labels, NamespaceLabels};
+use crate::runtime::namespace_labels::{Labels, NamespaceLabels};
 
 type NamespaceMeta = PartialObjectMeta<Namespace>;
 
 /// Namespace labels from a reflector, with a direct fetch for misses.
 pub struct NamespaceCache {
-    store: Store<NamespaceMeta>,
+    /// The reflector's store; a restarted reflector brings a new one.
+    store: ArcSwap<Store<NamespaceMeta>>,
     api: Api<NamespaceMeta>,
     fetch_timeout: Duration,
 }
 
 impl NamespaceCache {
-    /// Starts the reflector on `client`; it runs until `stop` turns true.
-    pub fn start(
-        client: Client,
-        fetch_timeout: Duration,
-        mut stop: watch::Receiver<bool>,
-    ) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
-        let api: Api<NamespaceMeta> = Api::all(client);
+    /// An empty cache over `client`; [`NamespaceCache::run`] fills it.
+    pub fn new(client: Client, fetch_timeout: Duration) -> Arc<Self> {
+        let (store, _) = reflector::store();
+        Arc::new(NamespaceCache {
+            store: ArcSwap::from_pointee(store),
+            api: Api::all(client),
+            fetch_timeout,
+        })
+    }
+
+    /// Lists and watches namespaces into a fresh store until `stop` turns
+    /// true. API errors are retried by the watcher with backoff; the
+    /// function returns early only if the watch stream ends.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         let (store, writer) = reflector::store();
+        self.store.store(Arc::new(store));
         // Only names and labels are ever read: drop the rest before it is
         // stored, so the cache stays small in clusters with many namespaces.
-        let stream = watcher(api.clone(), watcher::Config::default())
+        let stream = watcher(self.api.clone(), watcher::Config::default())
             .default_backoff()
             .modify(|ns| {
                 let meta = &mut ns.metadata;
@@ -53,33 +63,25 @@ impl NamespaceCache {
                 meta.finalizers = None;
             })
             .reflect(writer);
-        let task = async move {
-            let mut stream = stream.boxed();
-            loop {
-                let item = tokio::select! {
-                    item = stream.next() => item,
-                    _ = stop.wait_for(|s| *s) => return,
-                };
-                match item {
-                    Some(Ok(_)) => {}
-                    Some(Err(err)) => {
-                        tracing::warn!(error = %err, "namespace watch failed; retrying with backoff");
-                    }
-                    None => return,
+        let mut stream = stream.boxed();
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            match item {
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "namespace watch failed; retrying with backoff");
                 }
+                None => anyhow::bail!("the namespace watch ended"),
             }
-        };
-        let cache = Arc::new(NamespaceCache {
-            store,
-            api,
-            fetch_timeout,
-        });
-        (cache, task)
+        }
     }
 
     /// The labels of `namespace` if the cache has seen it (no API call).
     pub fn cached(&self, namespace: &str) -> Option<Labels> {
-        let ns = self.store.get(&ObjectRef::new(namespace))?;
+        let ns = self.store.load().get(&ObjectRef::new(namespace))?;
         Some(Arc::new(ns.metadata.labels.clone().unwrap_or_default()))
     }
 

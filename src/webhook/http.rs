@@ -7,9 +7,6 @@
 //! the process is alive; `GET /readyz` is 200 only with a valid policy and a
 //! certificate loaded, and turns 503 while the server drains on shutdown.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,22 +21,13 @@ use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::admission::{Action, Review, decide};
-use crate::sources::PolicyStore;
-use crate::telemetry::{self, Metrics};
-use crate::tls::CertStore;
-
-/// A namespace's labels, shared.
-pub type Labels = Arc<BTreeMap<String, String>>;
-
-/// Looks up a namespace's labels for `namespaces.selector` rules.
-pub trait NamespaceLabels: Send + Sync {
-    /// The labels of `namespace`, or `None` when they cannot be known.
-    fn labels<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<Labels>> + Send + 'a>>;
-}
+use crate::core::decide::{Action, action, decide};
+use crate::core::review::Review;
+use crate::runtime::namespace_labels::NamespaceLabels;
+use crate::runtime::policy_store::PolicyStore;
+use crate::runtime::supervise::Health;
+use crate::runtime::telemetry::{self, Metrics};
+use crate::webhook::tls::CertStore;
 
 /// Default limit on a request body: kube-apiserver objects are at most
 /// ~3 MiB and an UPDATE carries two of them.
@@ -57,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set on shutdown: readiness fails so endpoints drain.
     pub draining: AtomicBool,
+    /// Background tasks that keep failing make the replica unready.
+    pub health: Arc<Health>,
 }
 
 impl AppState {
@@ -68,6 +58,7 @@ impl AppState {
             namespaces: None,
             metrics,
             draining: AtomicBool::new(false),
+            health: Arc::new(Health::default()),
         }
     }
 
@@ -242,6 +233,14 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.certs.is_none() {
         return (StatusCode::SERVICE_UNAVAILABLE, "no certificate loaded\n").into_response();
     }
+    let problems = state.health.problems();
+    if !problems.is_empty() {
+        let text: String = problems
+            .iter()
+            .map(|(task, reason)| format!("{task} keeps failing: {reason}\n"))
+            .collect();
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
     "ok\n".into_response()
 }
 
@@ -278,7 +277,7 @@ async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 
     let labels = match (
         &state.namespaces,
-        request.action(),
+        action(request),
         request.namespace.as_deref(),
     ) {
         (Some(lookup), Action::Mutate | Action::Warn(_), Some(ns))

@@ -1,0 +1,118 @@
+//! `explain`: one JSON line per image saying how it normalizes and which
+//! rules and secrets it gets.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+
+use super::args::{load_policy, parse_label};
+use crate::core::image;
+use crate::core::policy::{CompiledPolicy, NamespaceFacts};
+use crate::core::query::{self, Grant, Scope};
+
+/// Flags of `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Policy file (YAML or JSON).
+    #[arg(long, env = "PSI_POLICY")]
+    policy: PathBuf,
+    /// Apply the rules' namespace conditions for this namespace; without it
+    /// they are ignored.
+    #[arg(long, env = "PSI_NAMESPACE")]
+    namespace: Option<String>,
+    /// A label of that namespace, for namespace selectors (repeatable).
+    #[arg(long = "namespace-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    namespace_labels: Vec<(String, String)>,
+    /// Image references; without any, one per line from stdin, verbatim.
+    images: Vec<String>,
+}
+
+/// Runs `explain`.
+pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
+    let policy = load_policy(&args.policy)?;
+    let labels: Option<BTreeMap<String, String>> =
+        (!args.namespace_labels.is_empty()).then(|| args.namespace_labels.into_iter().collect());
+    let facts = args.namespace.as_deref().map(|name| NamespaceFacts {
+        name,
+        labels: labels.as_ref(),
+    });
+    let mut stdout = std::io::stdout().lock();
+    let mut line = |image: &str| explain_one(&mut stdout, &policy, facts.as_ref(), image);
+    if args.images.is_empty() {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read images from stdin")?;
+        let input = input.strip_suffix('\n').unwrap_or(&input);
+        if input.is_empty() {
+            return Ok(());
+        }
+        for image in input.split('\n') {
+            line(image)?;
+        }
+    } else {
+        for image in &args.images {
+            line(image)?;
+        }
+    }
+    Ok(())
+}
+
+/// One `explain` line, its fields in the documented order.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Explained<'a> {
+    Parsed {
+        image: &'a str,
+        registry: &'a str,
+        repository: &'a str,
+        tag: Option<&'a str>,
+        digest: Option<&'a str>,
+        rules: Vec<&'a str>,
+        secrets: Vec<&'a str>,
+    },
+    Invalid {
+        image: &'a str,
+        error: String,
+    },
+}
+
+/// Writes the `explain` line for one image.
+fn explain_one(
+    out: &mut impl std::io::Write,
+    policy: &CompiledPolicy,
+    ns: Option<&NamespaceFacts<'_>>,
+    image: &str,
+) -> anyhow::Result<()> {
+    let mut write = |line: &Explained<'_>| -> anyhow::Result<()> {
+        serde_json::to_writer(&mut *out, line)?;
+        Ok(writeln!(out)?)
+    };
+    let reference = match image::parse(image) {
+        Ok(reference) => reference,
+        Err(err) => {
+            return write(&Explained::Invalid {
+                image,
+                error: err.to_string(),
+            });
+        }
+    };
+    let scope = match ns {
+        Some(facts) => Scope::Namespace(facts),
+        None => Scope::AnyNamespace,
+    };
+    let Grant { rules, secrets, .. } = query::secrets_for(policy, &reference, scope);
+    write(&Explained::Parsed {
+        image,
+        registry: reference.registry(),
+        repository: reference.repository(),
+        tag: reference.tag(),
+        digest: reference.digest(),
+        rules,
+        secrets,
+    })
+}

@@ -1,0 +1,24 @@
+//! The pure core: plain data in, values and errors out.
+//!
+//! Nothing here is async, reads a file or a socket, logs, looks at the clock
+//! or talks to Kubernetes: every edge of the program calls into this module,
+//! and it calls into none of them (`tests/architecture.rs` checks that).
+//!
+//! - [`image`]: image references, normalized as the container runtime does.
+//! - [`policy`]: the policy text → validated, compiled rules.
+//! - [`query`]: the questions every command asks of a policy — which rules
+//!   and secrets an image gets in a namespace, which secrets a namespace
+//!   wants.
+//! - [`pod`], [`review`]: the AdmissionReview wire format and the Pod's
+//!   fields, read borrowing from the request body.
+//! - [`decide`]: what to answer for one review; [`patch`]: the JSON Patch.
+//! - [`yaml`]: YAML ⇄ JSON for the offline commands.
+
+pub mod decide;
+pub mod image;
+pub mod patch;
+pub mod pod;
+pub mod policy;
+pub mod query;
+pub mod review;
+pub mod yaml;

@@ -1,0 +1,319 @@
+//! The AdmissionReview codec: request bytes in, response bytes out.
+//!
+//! [`Review::decode`] reads only what the decision needs from the request
+//! body in one pass, borrowing strings from it: the object is read as a Pod
+//! right away when the request says Pod, and otherwise stays raw JSON.
+//! [`Review::respond`] writes the response review: same `apiVersion`, same
+//! `uid`, `patchType: JSONPatch` and the patch as standard base64 (the
+//! documented form, not kube-core's byte array). What to answer is decided
+//! in [`crate::core::decide`]; this module only reads and writes the wire
+//! format.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::pod::PodView;
+
+/// The `admission.k8s.io` versions we answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `admission.k8s.io/v1`.
+    V1,
+    /// `admission.k8s.io/v1beta1`.
+    V1Beta1,
+}
+
+impl Version {
+    /// The `apiVersion` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "admission.k8s.io/v1",
+            Version::V1Beta1 => "admission.k8s.io/v1beta1",
+        }
+    }
+}
+
+/// Why a body is not a readable AdmissionReview.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeReviewError {
+    /// The body is not JSON of the expected shape.
+    #[error("request body is not an AdmissionReview: {0}")]
+    Json(serde_json::Error),
+    /// `apiVersion` is not one we answer.
+    #[error(
+        "unsupported apiVersion {0:?}: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
+    )]
+    ApiVersion(String),
+    /// `kind` is not `AdmissionReview`.
+    #[error("unsupported kind {0:?}: expected AdmissionReview")]
+    Kind(String),
+    /// There is no `request`.
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    /// `request.uid` is empty.
+    #[error("AdmissionReview request has an empty uid")]
+    EmptyUid,
+}
+
+#[derive(Deserialize)]
+struct RawReview<'a> {
+    #[serde(default, borrow, rename = "apiVersion")]
+    api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    request: Option<Request<'a>>,
+}
+
+/// A decoded AdmissionReview request.
+#[derive(Debug)]
+pub struct Review<'a> {
+    /// The version the response must carry.
+    pub version: Version,
+    /// The request.
+    pub request: Request<'a>,
+}
+
+/// The fields of `request` the decision needs.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The request uid, echoed in the response.
+    pub uid: Cow<'a, str>,
+    /// The kind of the object (`kind`).
+    pub kind: GroupVersionKind<'a>,
+    /// `subResource`, e.g. `ephemeralcontainers`.
+    pub sub_resource: Option<Cow<'a, str>>,
+    /// `operation`: CREATE, UPDATE, DELETE or CONNECT.
+    pub operation: Cow<'a, str>,
+    /// The namespace of the request.
+    pub namespace: Option<Cow<'a, str>>,
+    /// `dryRun`; the decision does not change, but logs say so.
+    pub dry_run: Option<bool>,
+    /// The object.
+    pub object: Option<Object<'a>>,
+}
+
+/// `request.object`: read as a Pod in the same pass when `kind` said Pod
+/// before it (kube-apiserver's field order), otherwise kept as raw JSON and
+/// read only if needed.
+#[derive(Debug)]
+pub enum Object<'a> {
+    /// Already read as a Pod.
+    Pod(PodView<'a>),
+    /// Not read yet.
+    Raw(&'a RawValue),
+}
+
+/// A string borrowed from the body when it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The `request` keys we read; everything else is skipped.
+enum Field {
+    Uid,
+    Kind,
+    SubResource,
+    Operation,
+    Namespace,
+    DryRun,
+    Object,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl serde::de::Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "uid" => Field::Uid,
+                    "kind" => Field::Kind,
+                    "subResource" => Field::SubResource,
+                    "operation" => Field::Operation,
+                    "namespace" => Field::Namespace,
+                    "dryRun" => Field::DryRun,
+                    "object" => Field::Object,
+                    _ => Field::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RequestVisitor;
+        impl<'de> serde::de::Visitor<'de> for RequestVisitor {
+            type Value = Request<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an AdmissionReview request")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Request<'de>, A::Error> {
+                let text = |t: Option<Text<'de>>| t.map(|t| t.0);
+                let mut request = Request {
+                    uid: Cow::Borrowed(""),
+                    kind: GroupVersionKind::default(),
+                    sub_resource: None,
+                    operation: Cow::Borrowed(""),
+                    namespace: None,
+                    dry_run: None,
+                    object: None,
+                };
+                let mut uid = None;
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Uid => uid = text(map.next_value()?),
+                        Field::Kind => {
+                            request.kind = map.next_value::<Option<_>>()?.unwrap_or_default()
+                        }
+                        Field::SubResource => request.sub_resource = text(map.next_value()?),
+                        Field::Operation => {
+                            request.operation = text(map.next_value()?).unwrap_or_default()
+                        }
+                        Field::Namespace => request.namespace = text(map.next_value()?),
+                        Field::DryRun => request.dry_run = map.next_value()?,
+                        Field::Object if request.is_pod() => {
+                            request.object =
+                                map.next_value::<Option<PodView<'de>>>()?.map(Object::Pod);
+                        }
+                        Field::Object => {
+                            request.object =
+                                map.next_value::<Option<&'de RawValue>>()?.map(Object::Raw);
+                        }
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                request.uid = uid.ok_or_else(|| serde::de::Error::missing_field("uid"))?;
+                Ok(request)
+            }
+        }
+        deserializer.deserialize_map(RequestVisitor)
+    }
+}
+
+/// `request.kind`.
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupVersionKind<'a> {
+    /// API group; empty for core.
+    #[serde(default, borrow)]
+    pub group: Cow<'a, str>,
+    /// API version.
+    #[serde(default, borrow)]
+    pub version: Cow<'a, str>,
+    /// Kind.
+    #[serde(default, borrow)]
+    pub kind: Cow<'a, str>,
+}
+
+impl<'a> Review<'a> {
+    /// Reads an AdmissionReview from a request body.
+    pub fn decode(body: &'a [u8]) -> Result<Self, DecodeReviewError> {
+        let raw: RawReview<'a> = serde_json::from_slice(body).map_err(DecodeReviewError::Json)?;
+        let version = match raw.api_version.as_ref() {
+            "admission.k8s.io/v1" => Version::V1,
+            "admission.k8s.io/v1beta1" => Version::V1Beta1,
+            other => return Err(DecodeReviewError::ApiVersion(other.to_owned())),
+        };
+        if raw.kind != "AdmissionReview" {
+            return Err(DecodeReviewError::Kind(raw.kind.into_owned()));
+        }
+        let request = raw.request.ok_or(DecodeReviewError::NoRequest)?;
+        if request.uid.is_empty() {
+            return Err(DecodeReviewError::EmptyUid);
+        }
+        Ok(Review { version, request })
+    }
+}
+
+impl Request<'_> {
+    /// True for core/v1 Pods.
+    pub fn is_pod(&self) -> bool {
+        self.kind.group.is_empty() && self.kind.kind == "Pod"
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseReview<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response<'a>,
+}
+
+#[derive(Serialize)]
+struct Response<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(
+        rename = "auditAnnotations",
+        skip_serializing_if = "AuditAnnotations::is_empty"
+    )]
+    audit_annotations: &'a AuditAnnotations,
+}
+
+/// `auditAnnotations` of a response; kube-apiserver prefixes each key with
+/// the webhook's name.
+#[derive(Debug, Default, Serialize)]
+pub struct AuditAnnotations {
+    /// The secrets the patch adds, comma-separated.
+    #[serde(rename = "injected-secrets", skip_serializing_if = "Option::is_none")]
+    pub injected_secrets: Option<String>,
+    /// In report-only mode: the secrets a patch would have added.
+    #[serde(
+        rename = "would-inject-secrets",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub would_inject_secrets: Option<String>,
+}
+
+impl AuditAnnotations {
+    fn is_empty(&self) -> bool {
+        self.injected_secrets.is_none() && self.would_inject_secrets.is_none()
+    }
+}
+
+impl Review<'_> {
+    /// Writes the response AdmissionReview: allowed, with `patch` (a JSON
+    /// Patch document) when given, `warnings` and `annotations`.
+    pub fn respond(
+        &self,
+        patch: Option<&str>,
+        warnings: &[String],
+        annotations: &AuditAnnotations,
+    ) -> Vec<u8> {
+        let patch = patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+        let body = ResponseReview {
+            api_version: self.version.as_str(),
+            kind: "AdmissionReview",
+            response: Response {
+                uid: &self.request.uid,
+                allowed: true,
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch,
+                warnings,
+                audit_annotations: annotations,
+            },
+        };
+        // Serializing plain strings and bools into memory cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}

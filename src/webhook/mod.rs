@@ -1,0 +1,9 @@
+//! The HTTPS admission webhook: TLS with a hot-reloaded certificate
+//! ([`tls`]), the accept loop with its limits and drain ([`server`]), the
+//! axum routers ([`http`]), and certificate generation for `certs` and
+//! `serve --dev` ([`certs`]).
+
+pub mod certs;
+pub mod http;
+pub mod server;
+pub mod tls;
