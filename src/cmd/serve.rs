@@ -246,7 +246,12 @@ impl Webhook {
             (KubeAccess::Discover, PolicySource::File(_)) => optional_client().await,
         };
         if let PolicySource::File(path) = &config.policy {
-            Reloader::default().policy_file(&FileSource::new(path), &policy);
+            // The first read, like every later one, runs on the blocking
+            // pool: the file may be slow (a network volume) or large.
+            let (source, store) = (FileSource::new(path), policy.clone());
+            tokio::task::spawn_blocking(move || Reloader::default().policy_file(&source, &store))
+                .await
+                .context("the first policy read failed")?;
         }
         let supervisor = Supervisor::new();
         let mut state = AppState::new(policy.clone(), metrics.clone());

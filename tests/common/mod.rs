@@ -100,6 +100,21 @@ impl TestServer {
             pod_name: None,
             kube: KubeAccess::Disabled,
         };
+        let server = Self::start_config(config, dir, ca_pem).await;
+        assert!(
+            server.state.policy.is_loaded(),
+            "the test policy must be valid"
+        );
+        server
+    }
+
+    /// Runs the production wiring (build → bind → run) for `config`, whose
+    /// listeners should be on port 0.
+    pub async fn start_config(
+        config: ServeConfig,
+        dir: tempfile::TempDir,
+        ca_pem: String,
+    ) -> TestServer {
         let bound = Webhook::build(config)
             .await
             .expect("build")
@@ -109,7 +124,6 @@ impl TestServer {
         let addr = bound.local_addr().expect("addr");
         let metrics_addr = bound.metrics_addr().expect("addr");
         let state = bound.state();
-        assert!(state.policy.is_loaded(), "the test policy must be valid");
         let certs = bound.certs();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
