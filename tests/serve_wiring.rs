@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{TestLimits, TestServer};
 use fake_api::FakeApi;
 use pull_secret_injector::cmd::args::PolicySource;
-use pull_secret_injector::cmd::serve::{KubeAccess, ServeConfig};
+use pull_secret_injector::cmd::serve::KubeAccess;
 use pull_secret_injector::webhook::certs;
 use serde_json::{Value, json};
 
@@ -52,25 +52,17 @@ async fn start(fake: &FakeApi) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let files = certs::CertFiles::in_dir(dir.path());
     let ca_pem = certs::write_set(&files, &certs::dev_hosts()).unwrap();
-    let limits = TestLimits::default();
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: files.cert.clone(),
-        tls_key: files.key.clone(),
-        policy: PolicySource::ConfigMap {
+    let mut config = common::serve_config(
+        &files.cert,
+        &files.key,
+        PolicySource::ConfigMap {
             namespace: fake.manifests().namespace.clone(),
             name: fake.manifests().policy_configmap.clone(),
         },
-        dev: false,
-        reload_interval: Duration::from_secs(1),
-        shutdown_grace: Duration::ZERO,
-        server: limits.server,
-        http: limits.http,
-        namespace_lookup_timeout: Duration::from_secs(2),
-        pod_name: Some("webhook-0".to_owned()),
-        kube: KubeAccess::Client(fake.client()),
-    };
+        TestLimits::default(),
+    );
+    config.pod_name = Some("webhook-0".to_owned());
+    config.kube = KubeAccess::Client(fake.client());
     TestServer::start_config(config, dir, ca_pem).await
 }
 

@@ -48,6 +48,31 @@ pub struct TestLimits {
     pub http: http::HttpLimits,
 }
 
+/// `serve`'s configuration for tests: both listeners on port 0, no API
+/// access, a zero shutdown grace.
+pub fn serve_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    policy: PolicySource,
+    limits: TestLimits,
+) -> ServeConfig {
+    ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+        tls_cert: cert.to_owned(),
+        tls_key: key.to_owned(),
+        policy,
+        dev: false,
+        reload_interval: Duration::from_secs(1),
+        shutdown_grace: Duration::ZERO,
+        server: limits.server,
+        http: limits.http,
+        namespace_lookup_timeout: Duration::from_secs(2),
+        pod_name: None,
+        kube: KubeAccess::Disabled,
+    }
+}
+
 /// A running webhook.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -85,21 +110,7 @@ impl TestServer {
         // policy in a file like `--policy-file`.
         let policy_path = dir.path().join("policy.yaml");
         std::fs::write(&policy_path, policy).expect("write policy");
-        let config = ServeConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-            tls_cert: cert.to_owned(),
-            tls_key: key.to_owned(),
-            policy: PolicySource::File(policy_path),
-            dev: false,
-            reload_interval: Duration::from_secs(1),
-            shutdown_grace: Duration::ZERO,
-            server: limits.server,
-            http: limits.http,
-            namespace_lookup_timeout: Duration::from_secs(2),
-            pod_name: None,
-            kube: KubeAccess::Disabled,
-        };
+        let config = serve_config(cert, key, PolicySource::File(policy_path), limits);
         let server = Self::start_config(config, dir, ca_pem).await;
         assert!(
             server.state.policy.is_loaded(),
