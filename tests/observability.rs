@@ -66,6 +66,10 @@ fn series(text: &str, name: &str) -> Option<f64> {
 }
 
 fn start(dir: &std::path::Path) -> (Child, Logs) {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, Logs) {
     let mut child = Command::new(BIN)
         .args(["serve", "--log-format", "json", "--shutdown-grace", "0s"])
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
@@ -82,6 +86,7 @@ fn start(dir: &std::path::Path) -> (Child, Logs) {
         .env("KUBECONFIG", dir.join("no-kubeconfig"))
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -232,4 +237,55 @@ async fn decisions_are_logged_as_json_and_counted_in_metrics() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn report_only_logs_and_counts_what_it_would_have_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::write_set(&certs::CertFiles::in_dir(dir.path()), &certs::dev_hosts()).unwrap();
+    // Set through its environment variable, as a Deployment would.
+    let (mut child, logs) = start_with(dir.path(), &[("PSI_REPORT_ONLY", "true")]);
+    let serving = logs.find("serving", |_| true);
+    assert_eq!(serving["report_only"], true);
+    let listen: SocketAddr = serving["listen"].as_str().unwrap().parse().unwrap();
+    let metrics: SocketAddr = serving["metrics"].as_str().unwrap().parse().unwrap();
+
+    let mut client = ApiServerClient::connect(listen, &ca, &[b"http/1.1"]).await;
+    let mut create = fixture("create-generate-name.json");
+    let uid = fresh_uid();
+    create["request"]["uid"] = Value::String(uid.clone());
+    let body = serde_json::to_vec(&create).unwrap();
+    let (status, answer) = client.request("POST", "/mutate?timeout=10s", body).await;
+    let answer = common::Answer::check(&create, status, &answer);
+    assert!(answer.patch.is_none());
+
+    let line = logs.find("admission decision", |l| l["uid"] == uid.as_str());
+    assert_eq!(line["outcome"], "reported");
+    assert_eq!(line["rules"], "corp-harbor,dockerhub,ghcr");
+    assert_eq!(line["secrets"], "harbor-pull,dockerhub-creds,ghcr-acme");
+
+    let after = scrape(metrics);
+    for (name, value) in [
+        (
+            r#"pull_secret_injector_admission_reviews_total{operation="CREATE",outcome="reported"}"#,
+            Some(1.0),
+        ),
+        (
+            r#"pull_secret_injector_admission_reviews_total{operation="CREATE",outcome="patched"}"#,
+            None,
+        ),
+        (
+            r#"pull_secret_injector_secrets_would_inject_total{rule="corp-harbor"}"#,
+            Some(1.0),
+        ),
+        (
+            r#"pull_secret_injector_secrets_injected_total{rule="corp-harbor"}"#,
+            None,
+        ),
+    ] {
+        assert_eq!(series(&after, name), value, "{name} in\n{after}");
+    }
+
+    child.kill().unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }

@@ -145,6 +145,70 @@ async fn everything_but_pod_create_is_allowed_unpatched() {
 }
 
 #[tokio::test]
+async fn report_only_allows_unpatched_with_the_same_warnings_and_says_what_it_would_add() {
+    let limits = common::TestLimits {
+        report_only: true,
+        ..Default::default()
+    };
+    let reporting = TestServer::start_with(&shipped_policy(), limits).await;
+    let enforcing = TestServer::start(&shipped_policy()).await;
+    let mut client = reporting.client().await;
+    let mut reference = enforcing.client().await;
+
+    let answer = client.review(fixture("create-generate-name.json")).await;
+    assert!(answer.patch.is_none(), "{:?}", answer.response);
+    assert_eq!(
+        answer.response["response"]["auditAnnotations"],
+        json!({"would-inject-secrets": "harbor-pull,dockerhub-creds,ghcr-acme"})
+    );
+
+    // A pod with a broken image and one secret already there: the warnings
+    // are the enforcing server's, and only the missing secrets are named.
+    let mut review = fixture("create-named-sa-secret.json");
+    review["request"]["object"]["spec"]["containers"][0]["image"] = json!("Bad Image");
+    let reported = client.review(review.clone()).await;
+    let enforced = reference.review(review).await;
+    assert!(reported.patch.is_none() && enforced.patch.is_some());
+    assert!(!reported.warnings.is_empty());
+    assert_eq!(reported.warnings, enforced.warnings);
+    assert_eq!(
+        reported.response["response"]["auditAnnotations"]["would-inject-secrets"],
+        enforced.response["response"]["auditAnnotations"]["injected-secrets"]
+    );
+    assert!(
+        reported.response["response"]["auditAnnotations"]
+            .get("injected-secrets")
+            .is_none()
+    );
+
+    // Nothing missing: no annotation at all; non-creates as usual.
+    let answer = client.review(fixture("create-duplicates.json")).await;
+    assert!(answer.patch.is_none());
+    assert!(
+        answer.response["response"]
+            .get("auditAnnotations")
+            .is_none()
+    );
+    let answer = client.review(fixture("update.json")).await;
+    assert_eq!(answer.warnings.len(), 1, "{:?}", answer.warnings);
+
+    let metrics = reporting.state.metrics.encode();
+    for needle in [
+        r#"pull_secret_injector_admission_reviews_total{operation="CREATE",outcome="reported"} 2"#,
+        r#"pull_secret_injector_admission_reviews_total{operation="CREATE",outcome="unchanged"} 1"#,
+        r#"pull_secret_injector_secrets_would_inject_total{rule="ghcr"} 2"#,
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("outcome=\"patched\"") && !metrics.contains("secrets_injected_total{"),
+        "{metrics}"
+    );
+    reporting.stop().await;
+    enforcing.stop().await;
+}
+
+#[tokio::test]
 async fn bad_bodies_get_400_and_the_server_keeps_answering() {
     let server = TestServer::start(&shipped_policy()).await;
     let good = fixture("create-generate-name.json");

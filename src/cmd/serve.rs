@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// This replica's pod name, reported as the instance in Events.
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// Report only: allow every Pod unchanged, but warn, log, count and
+    /// annotate (`would-inject-secrets`) as if patching. For rolling out.
+    #[arg(long, env = "PSI_REPORT_ONLY")]
+    pub report_only: bool,
 }
 
 /// How `serve` reaches the Kubernetes API.
@@ -129,6 +133,8 @@ pub struct ServeConfig {
     pub pod_name: Option<String>,
     /// How to reach the Kubernetes API.
     pub kube: KubeAccess,
+    /// `--report-only`: never patch; report what a patch would add.
+    pub report_only: bool,
 }
 
 impl ServeConfig {
@@ -151,6 +157,7 @@ impl ServeConfig {
             max_connections,
             namespace_lookup_timeout,
             pod_name,
+            report_only,
         } = args;
         let host = if dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
         Ok(ServeConfig {
@@ -179,6 +186,7 @@ impl ServeConfig {
             } else {
                 KubeAccess::Discover
             },
+            report_only,
         })
     }
 }
@@ -257,6 +265,7 @@ impl Webhook {
         let mut state = AppState::new(policy.clone(), metrics.clone());
         state.certs = Some(certs.clone());
         state.health = supervisor.health();
+        state.report_only = config.report_only;
         let namespaces = client
             .clone()
             .map(|client| NamespaceCache::new(client, config.namespace_lookup_timeout));
@@ -384,7 +393,12 @@ impl Bound {
         });
 
         let local = listener.local_addr()?;
-        tracing::info!(listen = %local, metrics = %metrics_listener.local_addr()?, "serving");
+        tracing::info!(listen = %local, metrics = %metrics_listener.local_addr()?, report_only = config.report_only, "serving");
+        if config.report_only {
+            tracing::warn!(
+                "report-only mode: pods are never patched; decisions are logged and counted with outcome \"reported\" and annotated would-inject-secrets"
+            );
+        }
         if config.dev {
             print_dev_hint(local, &config.tls_cert);
         }

@@ -58,6 +58,9 @@ pub enum Outcome {
     /// Not a Pod CREATE, a mirror pod, or the Pod could not be read:
     /// allowed untouched.
     Skipped,
+    /// Report-only mode: a patch was due but not returned; the secrets it
+    /// would have added are in the `would-inject-secrets` audit annotation.
+    Reported,
 }
 
 impl Outcome {
@@ -67,6 +70,7 @@ impl Outcome {
             Outcome::Patched => "patched",
             Outcome::Unchanged => "unchanged",
             Outcome::Skipped => "skipped",
+            Outcome::Reported => "reported",
         }
     }
 }
@@ -189,11 +193,32 @@ pub fn namespace_of<'r>(request: &'r Request<'_>, pod: &'r PodView<'_>) -> &'r s
 }
 
 impl Decision<'_> {
+    /// The same decision in report-only mode (`serve --report-only`): a
+    /// patch that was due is dropped and the outcome becomes
+    /// [`Outcome::Reported`]; `added` keeps the secrets it would have added,
+    /// for the log line, the metrics and the `would-inject-secrets` audit
+    /// annotation. Warnings stay as they are.
+    pub fn into_report(mut self) -> Self {
+        if self.outcome == Outcome::Patched {
+            self.outcome = Outcome::Reported;
+            self.patch = None;
+        }
+        self
+    }
+
     /// Writes the response AdmissionReview for `review`.
     pub fn encode(&self, review: &Review<'_>) -> Vec<u8> {
-        let annotations = AuditAnnotations {
-            injected_secrets: (!self.added.is_empty()).then(|| self.added.join(",")),
-            would_inject_secrets: None,
+        let joined = (!self.added.is_empty()).then(|| self.added.join(","));
+        let annotations = if self.outcome == Outcome::Reported {
+            AuditAnnotations {
+                injected_secrets: None,
+                would_inject_secrets: joined,
+            }
+        } else {
+            AuditAnnotations {
+                injected_secrets: joined,
+                would_inject_secrets: None,
+            }
         };
         review.respond(self.patch.as_deref(), &self.warnings, &annotations)
     }

@@ -100,6 +100,7 @@ pub struct Metrics {
     registry: Registry,
     reviews: Family<ReviewLabels, Counter>,
     secrets_injected: Family<RuleLabels, Counter>,
+    secrets_would_inject: Family<RuleLabels, Counter>,
     images_unmatched: Counter,
     duration: Histogram,
     in_flight: Gauge,
@@ -135,7 +136,7 @@ impl Metrics {
         let reviews = Family::<ReviewLabels, Counter>::default();
         registry.register(
             "admission_reviews",
-            "AdmissionReviews answered, by operation and outcome (patched, unchanged, skipped, error)",
+            "AdmissionReviews answered, by operation and outcome (patched, unchanged, skipped, reported, error)",
             reviews.clone(),
         );
         let secrets_injected = Family::<RuleLabels, Counter>::default();
@@ -143,6 +144,12 @@ impl Metrics {
             "secrets_injected",
             "Pull secrets added to pods, by the policy rule that asked for them",
             secrets_injected.clone(),
+        );
+        let secrets_would_inject = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "secrets_would_inject",
+            "Report-only mode: pull secrets a patch would have added to pods, by the policy rule that asks for them",
+            secrets_would_inject.clone(),
         );
         let images_unmatched = Counter::default();
         registry.register(
@@ -198,6 +205,7 @@ impl Metrics {
             registry,
             reviews,
             secrets_injected,
+            secrets_would_inject,
             images_unmatched,
             duration,
             in_flight,
@@ -225,11 +233,16 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts what a decision did.
+    /// Counts what a decision did (or, reported, would have done).
     pub fn decision(&self, outcome: Outcome, rules_added: &[(&str, usize)], unmatched: usize) {
-        if outcome == Outcome::Patched {
+        let family = match outcome {
+            Outcome::Patched => Some(&self.secrets_injected),
+            Outcome::Reported => Some(&self.secrets_would_inject),
+            Outcome::Unchanged | Outcome::Skipped => None,
+        };
+        if let Some(family) = family {
             for (rule, count) in rules_added {
-                self.secrets_injected
+                family
                     .get_or_create(&RuleLabels {
                         rule: (*rule).to_owned(),
                     })
@@ -312,6 +325,7 @@ mod tests {
         );
         m.review("PATCH-ME", OUTCOME_ERROR, Duration::from_micros(10));
         m.decision(Outcome::Patched, &[("hub", 2)], 1);
+        m.decision(Outcome::Reported, &[("quay", 1)], 0);
         m.policy_loaded(3, 10);
         m.policy_rejected();
         m.certificate(Some(1_900_000_000));
@@ -320,6 +334,7 @@ mod tests {
             r#"pull_secret_injector_admission_reviews_total{operation="CREATE",outcome="patched"} 1"#,
             r#"pull_secret_injector_admission_reviews_total{operation="other",outcome="error"} 1"#,
             r#"pull_secret_injector_secrets_injected_total{rule="hub"} 2"#,
+            r#"pull_secret_injector_secrets_would_inject_total{rule="quay"} 1"#,
             "pull_secret_injector_images_unmatched_total 1",
             "pull_secret_injector_admission_review_duration_seconds_count 2",
             "pull_secret_injector_policy_generation 3",
@@ -329,6 +344,10 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        assert!(
+            !text.contains(r#"secrets_injected_total{rule="quay"}"#),
+            "a report is not an injection:\n{text}"
+        );
         {
             let _guard = m.in_flight();
             assert!(

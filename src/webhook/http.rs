@@ -2,7 +2,7 @@
 //! plain one for metrics.
 //!
 //! `POST /mutate` answers every readable review with HTTP 200 (allowed, with
-//! or without a patch) and an unreadable body with HTTP 400 and a message, so
+//! or without a patch; never with one in report-only mode) and an unreadable body with HTTP 400 and a message, so
 //! kube-apiserver applies the configured `failurePolicy`. `GET /healthz` says
 //! the process is alive; `GET /readyz` is 200 only with a valid policy and a
 //! certificate loaded, and turns 503 while the server drains on shutdown.
@@ -47,6 +47,9 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Background tasks that keep failing make the replica unready.
     pub health: Arc<Health>,
+    /// `serve --report-only`: answer every review without a patch, saying
+    /// what a patch would have added.
+    pub report_only: bool,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             metrics,
             draining: AtomicBool::new(false),
             health: Arc::new(Health::default()),
+            report_only: false,
         }
     }
 
@@ -288,7 +292,10 @@ async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         _ => None,
     };
 
-    let decision = decide(request, policy, labels.as_deref());
+    let mut decision = decide(request, policy, labels.as_deref());
+    if state.report_only {
+        decision = decision.into_report();
+    }
     let response = decision.encode(&review);
     metrics.decision(
         decision.outcome,

@@ -41,11 +41,12 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture json")
 }
 
-/// The server's and the router's limits.
+/// The server's and the router's limits, and `--report-only`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TestLimits {
     pub server: Limits,
     pub http: http::HttpLimits,
+    pub report_only: bool,
 }
 
 /// `serve`'s configuration for tests: both listeners on port 0, no API
@@ -70,6 +71,7 @@ pub fn serve_config(
         namespace_lookup_timeout: Duration::from_secs(2),
         pod_name: None,
         kube: KubeAccess::Disabled,
+        report_only: limits.report_only,
     }
 }
 

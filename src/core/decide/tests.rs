@@ -166,6 +166,56 @@ mod review {
     }
 
     #[test]
+    fn report_only_answers_without_a_patch_and_names_what_it_would_add() {
+        let policy = policy();
+        let body = review(
+            "CREATE",
+            None,
+            json!({"spec": {"containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "bad image"}]}}),
+        );
+        let decoded = Review::decode(&body).expect("decodes");
+        let enforced = decide(&decoded.request, &policy, None);
+        let reported = decide(&decoded.request, &policy, None).into_report();
+        assert_eq!(reported.outcome, Outcome::Reported);
+        assert_eq!(reported.outcome.as_str(), "reported");
+        assert!(reported.patch.is_none());
+        assert_eq!(reported.added, enforced.added);
+        assert_eq!(reported.rules, enforced.rules);
+        assert_eq!(reported.added_by_rule, enforced.added_by_rule);
+        assert_eq!(reported.warnings, enforced.warnings);
+        assert_eq!(reported.warnings.len(), 1, "{:?}", reported.warnings);
+        let out: Value = serde_json::from_slice(&reported.encode(&decoded)).expect("json");
+        let response = &out["response"];
+        assert_eq!(response["allowed"], true);
+        assert!(response.get("patch").is_none() && response.get("patchType").is_none());
+        assert_eq!(
+            response["auditAnnotations"],
+            json!({"would-inject-secrets": "hub"})
+        );
+        assert_eq!(response["warnings"].as_array().map(Vec::len), Some(1));
+
+        // Nothing to add, or nothing to decide: the same answer as enforcing.
+        let body = review(
+            "CREATE",
+            None,
+            json!({"spec": {"containers": [{"name": "a", "image": "nginx"}], "imagePullSecrets": [{"name": "hub"}]}}),
+        );
+        let decoded = Review::decode(&body).expect("decodes");
+        let reported = decide(&decoded.request, &policy, None).into_report();
+        assert_eq!(reported.outcome, Outcome::Unchanged);
+        let out: Value = serde_json::from_slice(&reported.encode(&decoded)).expect("json");
+        assert!(out["response"].get("auditAnnotations").is_none(), "{out}");
+        let body = review("DELETE", None, json!({"spec": {"containers": []}}));
+        let decoded = Review::decode(&body).expect("decodes");
+        assert_eq!(
+            decide(&decoded.request, &policy, None)
+                .into_report()
+                .outcome,
+            Outcome::Skipped
+        );
+    }
+
+    #[test]
     fn update_lacking_a_secret_is_warned_not_patched() {
         let body = review(
             "UPDATE",
