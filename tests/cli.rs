@@ -119,7 +119,7 @@ fn explain_prints_one_json_object_per_image() {
         .to_owned();
     assert_eq!(
         first,
-        r#"{"image":"nginx","registry":"docker.io","repository":"library/nginx","tag":null,"digest":null,"rules":["dockerhub"],"secrets":["dockerhub-creds"]}"#
+        r#"{"image":"nginx","registry":"docker.io","repository":"library/nginx","tag":null,"digest":null,"rules":["dockerhub"],"secrets":["dockerhub-creds"],"managed":{"dockerhub-creds":null}}"#
     );
     let lines: Vec<Value> = text(&out.stdout)
         .lines()
@@ -128,7 +128,8 @@ fn explain_prints_one_json_object_per_image() {
     assert_eq!(
         lines[0],
         json!({"image": "nginx", "registry": "docker.io", "repository": "library/nginx",
-               "tag": null, "digest": null, "rules": ["dockerhub"], "secrets": ["dockerhub-creds"]})
+               "tag": null, "digest": null, "rules": ["dockerhub"], "secrets": ["dockerhub-creds"],
+               "managed": {"dockerhub-creds": null}})
     );
     assert_eq!(lines[1]["tag"], "1.2");
     assert_eq!(lines[1]["rules"], json!(["corp-harbor"]));
@@ -141,6 +142,30 @@ fn explain_prints_one_json_object_per_image() {
         lines[3],
         json!({"image": "NGINX", "error": "invalid reference format: repository name (library/NGINX) must be lowercase"})
     );
+}
+
+#[test]
+fn explain_says_which_secrets_are_managed_and_from_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        "secrets:\n- {name: hub, from: pull-secret-injector/hub-source}\nrules:\n- {name: hub, registries: [docker.io], secrets: [hub, own]}\n",
+    )
+    .unwrap();
+    let out = run(
+        &["explain", "--policy", path.to_str().unwrap(), "nginx"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(line["secrets"], json!(["hub", "own"]));
+    assert_eq!(
+        line["managed"],
+        json!({"hub": "pull-secret-injector/hub-source", "own": null})
+    );
+    let out = run(&["check-policy", path.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -33,6 +33,18 @@ pub fn run(args: CheckPolicyArgs) -> ExitCode {
                 path.display(),
                 policy.rules().len()
             );
+            for managed in policy.managed_secrets() {
+                let used = policy
+                    .rules()
+                    .iter()
+                    .any(|r| r.secrets().contains(&managed.name));
+                if !used {
+                    println!(
+                        "note: managed secret {:?} is listed by no rule, so `sync` copies it nowhere",
+                        managed.name
+                    );
+                }
+            }
             for rule in policy.rules().iter().filter(|r| r.has_selector()) {
                 println!(
                     "note: rule {:?} uses namespaces.selector: it is evaluated against namespace labels only when the webhook runs in a cluster (or with --namespace-label in mutate/explain); without labels it does not match",

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::args::{load_policy, parse_label};
 use crate::core::image;
-use crate::core::policy::{CompiledPolicy, NamespaceFacts};
+use crate::core::policy::{CompiledPolicy, ManagedSecret, NamespaceFacts};
 use crate::core::query::{self, Grant, Scope};
 
 /// Flags of `explain`.
@@ -74,6 +74,9 @@ enum Explained<'a> {
         digest: Option<&'a str>,
         rules: Vec<&'a str>,
         secrets: Vec<&'a str>,
+        /// For each of `secrets`: its source (`NAMESPACE/NAME`) when the
+        /// policy's `secrets:` list manages it, else null.
+        managed: BTreeMap<&'a str, Option<String>>,
     },
     Invalid {
         image: &'a str,
@@ -106,6 +109,10 @@ fn explain_one(
         None => Scope::AnyNamespace,
     };
     let Grant { rules, secrets, .. } = query::secrets_for(policy, &reference, scope);
+    let managed = secrets
+        .iter()
+        .map(|&s| (s, policy.managed(s).map(ManagedSecret::source)))
+        .collect();
     write(&Explained::Parsed {
         image,
         registry: reference.registry(),
@@ -114,5 +121,6 @@ fn explain_one(
         digest: reference.digest(),
         rules,
         secrets,
+        managed,
     })
 }

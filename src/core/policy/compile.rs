@@ -19,7 +19,7 @@ use super::host::{
     HostPattern, Label, image_port, ipv6_host, label_count, labels_match, literal_run,
     span_from_right, split_registry,
 };
-use super::model::{NamespaceFilter, Policy, Rule};
+use super::model::{ManagedSecret, NamespaceFilter, Policy, Rule};
 use super::selector::CompiledSelector;
 use super::{FastMap, PolicyErrors};
 
@@ -30,12 +30,15 @@ pub struct CompiledPolicy {
     rules: Vec<CompiledRule>,
     hosts: HostIndex,
     uses_selectors: bool,
+    managed: Vec<ManagedSecret>,
 }
 
 /// One compiled rule.
 #[derive(Debug)]
 pub struct CompiledRule {
     name: String,
+    /// The host patterns as written (coverage checks read them).
+    registries: Vec<String>,
     secrets: Vec<String>,
     repositories: Box<[RepoGlob]>,
     namespaces: Option<NamespaceRule>,
@@ -254,9 +257,12 @@ impl CompiledPolicy {
     /// Compiles a validated policy. Infallible: a [`Policy`] is valid by
     /// construction (a pattern that somehow fails to parse matches nothing).
     pub fn compile(policy: Policy) -> CompiledPolicy {
-        let mut rules = Vec::with_capacity(policy.rules.len());
-        let mut registries = Vec::with_capacity(policy.rules.len());
-        for rule in policy.rules {
+        let Policy {
+            rules: source_rules,
+            secrets: managed,
+        } = policy;
+        let mut rules = Vec::with_capacity(source_rules.len());
+        for rule in source_rules {
             let Rule {
                 name,
                 registries: patterns,
@@ -266,18 +272,18 @@ impl CompiledPolicy {
             } = rule;
             rules.push(CompiledRule::new(
                 name,
+                patterns,
                 secrets,
                 &repositories,
                 namespaces.as_ref(),
             ));
-            registries.push(patterns);
         }
         let mut hosts = HostIndex::default();
         let mut seen = FastMap::default();
-        for (i, (rule, patterns)) in rules.iter().zip(&registries).enumerate() {
+        for (i, rule) in rules.iter().enumerate() {
             let Ok(id) = u32::try_from(i) else { break };
             let keys = RepoKeys::of(rule);
-            for pattern in patterns {
+            for pattern in &rule.registries {
                 hosts.add(pattern, id, &keys, &mut seen);
             }
         }
@@ -287,7 +293,18 @@ impl CompiledPolicy {
             rules,
             hosts,
             uses_selectors,
+            managed,
         }
+    }
+
+    /// The managed secrets (`secrets:`), in document order.
+    pub fn managed_secrets(&self) -> &[ManagedSecret] {
+        &self.managed
+    }
+
+    /// The managed secret named `name`, if the policy manages it.
+    pub fn managed(&self, name: &str) -> Option<&ManagedSecret> {
+        self.managed.iter().find(|m| m.name == name)
     }
 
     /// Parses, validates and compiles policy text.
@@ -355,6 +372,7 @@ impl From<Policy> for CompiledPolicy {
 impl CompiledRule {
     fn new(
         name: String,
+        registries: Vec<String>,
         secrets: Vec<String>,
         repositories: &[String],
         namespaces: Option<&NamespaceFilter>,
@@ -371,6 +389,7 @@ impl CompiledRule {
             .collect();
         CompiledRule {
             name,
+            registries,
             secrets: unique,
             repositories,
             namespaces: namespaces.and_then(NamespaceRule::new),
@@ -380,6 +399,11 @@ impl CompiledRule {
     /// The rule's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The rule's registry host patterns, as written.
+    pub fn registries(&self) -> &[String] {
+        &self.registries
     }
 
     /// The secrets the rule adds, in policy order, without duplicates.

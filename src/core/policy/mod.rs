@@ -44,7 +44,8 @@ mod tests;
 pub use compile::{CompiledPolicy, CompiledRule, NamespaceFacts, NamespaceMatch};
 pub use error::{PolicyError, PolicyErrors};
 pub use model::{
-    LabelSelector, LabelSelectorRequirement, NamespaceFilter, Policy, Rule, SelectorOperator,
+    LabelSelector, LabelSelectorRequirement, ManagedSecret, NamespaceFilter, Policy, Rule,
+    SelectorOperator,
 };
 
 /// The hash maps of parsing and of the compiled index. foldhash is several

@@ -6,16 +6,23 @@
 
 use std::collections::BTreeMap;
 
-/// A validated policy: its rules in document order.
+/// A validated policy: its rules and its managed secrets, in document order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     pub(crate) rules: Vec<Rule>,
+    pub(crate) secrets: Vec<ManagedSecret>,
 }
 
 impl Policy {
     /// The rules, in document order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The managed secrets (`secrets:`), in document order; empty when the
+    /// policy has none.
+    pub fn secrets(&self) -> &[ManagedSecret] {
+        &self.secrets
     }
 
     /// Takes the rules out, in document order.
@@ -37,6 +44,25 @@ pub struct Rule {
     pub secrets: Vec<String>,
     /// Namespace restriction; `None` means every namespace.
     pub namespaces: Option<NamespaceFilter>,
+}
+
+/// A managed secret (`secrets:` entry): the `sync` controller copies the
+/// Secret `from` into every namespace where the webhook would inject `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedSecret {
+    /// The name rules use and every copy gets (DNS-1123 subdomain, unique).
+    pub name: String,
+    /// The source Secret's namespace (DNS-1123 label).
+    pub from_namespace: String,
+    /// The source Secret's name (DNS-1123 subdomain).
+    pub from_name: String,
+}
+
+impl ManagedSecret {
+    /// The source as written: `NAMESPACE/NAME`.
+    pub fn source(&self) -> String {
+        format!("{}/{}", self.from_namespace, self.from_name)
+    }
 }
 
 /// Which namespaces a rule applies to.

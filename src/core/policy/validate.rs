@@ -13,7 +13,8 @@ use super::error::{PathSeg, PolicyError, Pos, render_path, suggest};
 use super::glob::{NameGlob, RepoGlob};
 use super::host::HostPattern;
 use super::model::{
-    LabelSelector, LabelSelectorRequirement, NamespaceFilter, Policy, Rule, SelectorOperator,
+    LabelSelector, LabelSelectorRequirement, ManagedSecret, NamespaceFilter, Policy, Rule,
+    SelectorOperator,
 };
 use super::names::{check_dns_label, check_dns_subdomain, check_label_key, check_label_value};
 use super::yaml::{Entry, Kind, Node};
@@ -21,7 +22,8 @@ use super::yaml::{Entry, Kind, Node};
 /// Rule names seen so far, with where each was first defined.
 type Seen<'t> = FastMap<&'t str, Pos>;
 
-const TOP_FIELDS: [&str; 1] = ["rules"];
+const TOP_FIELDS: [&str; 2] = ["rules", "secrets"];
+const MANAGED_FIELDS: [&str; 2] = ["name", "from"];
 const RULE_FIELDS: [&str; 5] = [
     "name",
     "registries",
@@ -228,9 +230,13 @@ impl<'t> Validator<'t> {
             return None;
         }
         let what = "a mapping with a \"rules\" list";
-        let (pos, [rules]) = self.mapping(root, what, TOP_FIELDS)?;
+        let (pos, [rules, secrets]) = self.mapping(root, what, TOP_FIELDS)?;
+        let managed = match secrets {
+            Some(e) => self.field(e, |v, n| v.managed_secrets(n)),
+            None => Some(Vec::new()),
+        };
         let rules = self.required(pos, rules, "rules")?;
-        self.field(rules, |v, node| {
+        let rules = self.field(rules, |v, node| {
             if let Kind::Scalar { null: true, .. } = node.kind {
                 let msg = "expected a list of rules, found null (write \"rules: []\" for an empty policy)";
                 v.err(node.pos, msg);
@@ -244,7 +250,80 @@ impl<'t> Validator<'t> {
                     out.push(rule);
                 }
             }
-            Some(Policy { rules: out })
+            Some(out)
+        })?;
+        Some(Policy {
+            rules,
+            secrets: managed?,
+        })
+    }
+
+    /// The top-level `secrets:` list (may be empty: nothing is managed).
+    fn managed_secrets(&mut self, node: &'t Node) -> Option<Vec<ManagedSecret>> {
+        let items = self.list(node, "managed secrets (name and from)")?;
+        let mut seen = Seen::default();
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            out.extend(self.nest(PathSeg::Index(i), |v| v.managed_secret(item, &mut seen)));
+        }
+        Some(out)
+    }
+
+    fn managed_secret(&mut self, node: &'t Node, seen: &mut Seen<'t>) -> Option<ManagedSecret> {
+        let what = "a managed secret (a mapping with name and from)";
+        let (pos, [name, from]) = self.mapping(node, what, MANAGED_FIELDS)?;
+        let name = self.required(pos, name, "name").and_then(|e| {
+            self.field(e, |v, n| {
+                let name = v.string(n, "a secret name")?;
+                if let Err(err) = check_dns_subdomain(name) {
+                    v.err(n.pos, format!("invalid secret name {name:?}: {err}"));
+                    return None;
+                }
+                if let Some(first) = seen.get(name) {
+                    let msg = format!(
+                        "duplicate managed secret {name:?} (first defined at line {})",
+                        first.line
+                    );
+                    v.err(n.pos, msg);
+                    return None;
+                }
+                seen.insert(name, n.pos);
+                Some(name.to_owned())
+            })
+        });
+        let from = self.required(pos, from, "from").and_then(|e| {
+            self.field(e, |v, n| {
+                let text = v.string(n, "a source Secret as NAMESPACE/NAME")?;
+                let Some((namespace, secret)) = text.split_once('/') else {
+                    v.err(
+                        n.pos,
+                        format!("invalid source {text:?}: expected NAMESPACE/NAME"),
+                    );
+                    return None;
+                };
+                let mut ok = true;
+                if let Err(err) = check_dns_label(namespace) {
+                    v.err(
+                        n.pos,
+                        format!("invalid source {text:?}: namespace {namespace:?}: {err}"),
+                    );
+                    ok = false;
+                }
+                if let Err(err) = check_dns_subdomain(secret) {
+                    v.err(
+                        n.pos,
+                        format!("invalid source {text:?}: secret name {secret:?}: {err}"),
+                    );
+                    ok = false;
+                }
+                ok.then(|| (namespace.to_owned(), secret.to_owned()))
+            })
+        });
+        let (from_namespace, from_name) = from?;
+        Some(ManagedSecret {
+            name: name?,
+            from_namespace,
+            from_name,
         })
     }
 

@@ -37,7 +37,7 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "rule: []\n",
         &[
-            "1:1: unknown field \"rule\" (did you mean \"rules\"?); known fields: rules",
+            "1:1: unknown field \"rule\" (did you mean \"rules\"?); known fields: rules, secrets",
             "1:1: missing required field \"rules\"",
         ],
     ),

@@ -5,6 +5,7 @@
 mod errors;
 mod fuzz;
 mod hosts;
+mod managed;
 mod namespaces;
 mod parsing;
 mod scale;
