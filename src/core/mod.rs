@@ -12,6 +12,8 @@
 //! - [`pod`], [`review`]: the AdmissionReview wire format and the Pod's
 //!   fields, read borrowing from the request body.
 //! - [`decide`]: what to answer for one review; [`patch`]: the JSON Patch.
+//! - [`reconcile`]: what `sync` writes: wanted copies of managed secrets
+//!   against observed ones.
 //! - [`yaml`]: YAML ⇄ JSON for the offline commands.
 
 pub mod decide;
@@ -20,5 +22,6 @@ pub mod patch;
 pub mod pod;
 pub mod policy;
 pub mod query;
+pub mod reconcile;
 pub mod review;
 pub mod yaml;

@@ -1,0 +1,409 @@
+//! Table tests: wanted set × observed set → actions.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+const POLICY: &str = r#"
+secrets:
+  - {name: hub, from: ops/hub-source}
+  - {name: quay, from: ops/quay-source}
+rules:
+  - name: hub
+    registries: [docker.io]
+    secrets: [hub, own]
+    namespaces: {exclude: [sandbox]}
+  - name: quay
+    registries: [quay.io]
+    secrets: [quay]
+    namespaces: {selector: {matchLabels: {quay: "yes"}}}
+"#;
+
+const JSON: &str = "kubernetes.io/dockerconfigjson";
+const OPAQUE: &str = "Opaque";
+const HUB: &str = "ops/hub-source";
+const QUAY: &str = "ops/quay-source";
+
+/// What a test observes, written out as plain maps.
+#[derive(Default)]
+struct World {
+    sources: BTreeMap<(String, String), Option<(String, u64)>>,
+    copies: BTreeMap<(String, String), (bool, Option<String>, String, u64)>,
+}
+
+impl World {
+    fn source(mut self, ns: &str, name: &str, type_: &str, digest: u64) -> Self {
+        self.sources
+            .insert((ns.into(), name.into()), Some((type_.into(), digest)));
+        self
+    }
+    fn missing(mut self, ns: &str, name: &str) -> Self {
+        self.sources.insert((ns.into(), name.into()), None);
+        self
+    }
+    /// Both sources present, digest 1 (hub) and 2 (quay).
+    fn sources() -> Self {
+        World::default()
+            .source("ops", "hub-source", JSON, 1)
+            .source("ops", "quay-source", JSON, 2)
+    }
+    fn managed(mut self, ns: &str, name: &str, source: &str, type_: &str, digest: u64) -> Self {
+        self.copies.insert(
+            (ns.into(), name.into()),
+            (true, Some(source.into()), type_.into(), digest),
+        );
+        self
+    }
+    fn unmanaged(mut self, ns: &str, name: &str) -> Self {
+        self.copies
+            .insert((ns.into(), name.into()), (false, None, JSON.into(), 1));
+        self
+    }
+}
+
+impl Observed for World {
+    fn source(&self, namespace: &str, name: &str) -> Source<'_> {
+        match self.sources.get(&(namespace.into(), name.into())) {
+            None => Source::Unknown,
+            Some(None) => Source::Missing,
+            Some(Some((type_, digest))) => Source::Present {
+                type_,
+                digest: *digest,
+            },
+        }
+    }
+    fn copy(&self, namespace: &str, name: &str) -> Option<Copy<'_>> {
+        self.copies
+            .get(&(namespace.into(), name.into()))
+            .map(|(managed, source, type_, digest)| Copy {
+                managed: *managed,
+                source: source.as_deref(),
+                type_,
+                digest: *digest,
+            })
+    }
+    fn for_each_managed(&self, f: &mut dyn FnMut(&str, &str)) {
+        for ((ns, name), (managed, ..)) in &self.copies {
+            if *managed {
+                f(ns, name);
+            }
+        }
+    }
+}
+
+/// Namespaces as (name, labels, active).
+type Ns = (&'static str, &'static [(&'static str, &'static str)], bool);
+
+const CLUSTER: &[Ns] = &[
+    ("default", &[], true),
+    ("team-a", &[("quay", "yes")], true),
+    ("sandbox", &[("quay", "yes")], true),
+    ("ops", &[], true),
+    ("kube-system", &[], true),
+    ("pull-secret-injector", &[], true),
+    (
+        "opted-out",
+        &[("pull-secret-injector.io/inject", "false")],
+        true,
+    ),
+    ("leaving", &[], false),
+];
+
+fn run(world: &World, namespaces: &[Ns]) -> Plan {
+    let policy = CompiledPolicy::from_text(POLICY).expect("valid");
+    let labels: Vec<BTreeMap<String, String>> = namespaces
+        .iter()
+        .map(|(_, l, _)| {
+            l.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        })
+        .collect();
+    let views: Vec<Namespace<'_>> = namespaces
+        .iter()
+        .zip(&labels)
+        .map(|((name, _, active), labels)| Namespace {
+            name,
+            labels,
+            active: *active,
+        })
+        .collect();
+    plan(&policy, &views, "pull-secret-injector", world)
+}
+
+fn create(ns: &str, s: &str) -> Action {
+    Action::Create {
+        namespace: ns.into(),
+        secret: s.into(),
+    }
+}
+fn update(ns: &str, s: &str) -> Action {
+    Action::Update {
+        namespace: ns.into(),
+        secret: s.into(),
+    }
+}
+fn replace(ns: &str, s: &str) -> Action {
+    Action::Replace {
+        namespace: ns.into(),
+        secret: s.into(),
+    }
+}
+fn delete(ns: &str, s: &str) -> Action {
+    Action::Delete {
+        namespace: ns.into(),
+        name: s.into(),
+    }
+}
+fn conflict(ns: &str, s: &str) -> Action {
+    Action::Conflict {
+        namespace: ns.into(),
+        secret: s.into(),
+    }
+}
+
+#[test]
+fn copies_go_exactly_where_the_webhook_injects() {
+    let plan = run(&World::sources(), CLUSTER);
+    // hub: every namespace but sandbox (rule), ops (source), kube-system,
+    // the install namespace, opted-out and the terminating one. quay: only
+    // the labelled namespaces (sandbox is not excluded by the quay rule).
+    // "own" is not managed: never written.
+    assert_eq!(
+        plan.actions,
+        [
+            create("default", "hub"),
+            create("team-a", "hub"),
+            create("team-a", "quay"),
+            create("sandbox", "quay"),
+        ]
+    );
+    assert_eq!(plan.status["hub"].wanted, 2);
+    assert_eq!(plan.status["hub"].pending(), 2);
+    assert_eq!(plan.status["quay"].digest, Some(2));
+}
+
+/// (what the test shows, observed world, expected actions).
+fn cases() -> Vec<(&'static str, World, Vec<Action>)> {
+    vec![
+        (
+            "in sync: nothing to do",
+            World::sources()
+                .managed("default", "hub", HUB, JSON, 1)
+                .managed("team-a", "hub", HUB, JSON, 1)
+                .managed("team-a", "quay", QUAY, JSON, 2)
+                .managed("sandbox", "quay", QUAY, JSON, 2),
+            vec![],
+        ),
+        (
+            "source rotated / copy tampered with: restored",
+            World::sources()
+                .managed("default", "hub", HUB, JSON, 7)
+                .managed("team-a", "hub", HUB, JSON, 1)
+                .managed("team-a", "quay", "ops/elsewhere", JSON, 2)
+                .managed("sandbox", "quay", QUAY, JSON, 2),
+            vec![update("default", "hub"), update("team-a", "quay")],
+        ),
+        (
+            "copy of another type: replaced (types are immutable)",
+            World::sources()
+                .managed("default", "hub", HUB, "kubernetes.io/dockercfg", 1)
+                .managed("team-a", "hub", HUB, JSON, 1)
+                .managed("team-a", "quay", QUAY, JSON, 2)
+                .managed("sandbox", "quay", QUAY, JSON, 2),
+            vec![replace("default", "hub")],
+        ),
+        (
+            "an unmanaged Secret in the way: conflict, never touched",
+            World::sources()
+                .unmanaged("default", "hub")
+                .managed("team-a", "hub", HUB, JSON, 1)
+                .managed("team-a", "quay", QUAY, JSON, 2)
+                .managed("sandbox", "quay", QUAY, JSON, 2),
+            vec![conflict("default", "hub")],
+        ),
+        (
+            "unwanted managed copies are pruned, unmanaged ones never",
+            World::sources()
+                .managed("default", "hub", HUB, JSON, 1)
+                .managed("team-a", "hub", HUB, JSON, 1)
+                .managed("team-a", "quay", QUAY, JSON, 2)
+                .managed("sandbox", "quay", QUAY, JSON, 2)
+                // excluded by the rule, opted out, kube-system, install ns,
+                // the source's namespace, quay without the label:
+                .managed("sandbox", "hub", HUB, JSON, 1)
+                .managed("opted-out", "hub", HUB, JSON, 1)
+                .managed("kube-system", "hub", HUB, JSON, 1)
+                .managed("pull-secret-injector", "hub", HUB, JSON, 1)
+                .managed("ops", "hub", HUB, JSON, 1)
+                .managed("default", "quay", QUAY, JSON, 2)
+                .unmanaged("opted-out", "quay")
+                // not in secrets: any more, and a terminating namespace:
+                .managed("default", "removed", "ops/removed", JSON, 9)
+                .managed("leaving", "hub", HUB, JSON, 1),
+            vec![
+                delete("kube-system", "hub"),
+                delete("ops", "hub"),
+                delete("opted-out", "hub"),
+                delete("pull-secret-injector", "hub"),
+                delete("sandbox", "hub"),
+                delete("default", "quay"),
+                delete("default", "removed"),
+            ],
+        ),
+        (
+            "source missing: reported, no copy created, changed or deleted",
+            World::sources()
+                .missing("ops", "hub-source")
+                .managed("default", "hub", HUB, JSON, 7)
+                .managed("sandbox", "hub", HUB, JSON, 1)
+                .managed("team-a", "quay", QUAY, JSON, 2)
+                .managed("sandbox", "quay", QUAY, JSON, 2),
+            vec![Action::SourceInvalid {
+                secret: "hub".into(),
+                source: HUB.into(),
+                problem: SourceProblem::Missing,
+            }],
+        ),
+        (
+            "source of the wrong type: same",
+            World::sources()
+                .source("ops", "quay-source", OPAQUE, 2)
+                .managed("default", "hub", HUB, JSON, 1)
+                .managed("team-a", "hub", HUB, JSON, 1)
+                .managed("default", "quay", QUAY, JSON, 2),
+            vec![Action::SourceInvalid {
+                secret: "quay".into(),
+                source: QUAY.into(),
+                problem: SourceProblem::WrongType(OPAQUE.into()),
+            }],
+        ),
+        (
+            "source not observed yet: nothing at all for it",
+            World::default()
+                .source("ops", "hub-source", JSON, 1)
+                .managed("default", "hub", HUB, JSON, 1)
+                .managed("team-a", "hub", HUB, JSON, 1)
+                .managed("default", "quay", QUAY, JSON, 5),
+            vec![],
+        ),
+    ]
+}
+
+#[test]
+fn observed_states_lead_to_these_actions() {
+    for (what, world, expected) in cases() {
+        assert_eq!(run(&world, CLUSTER).actions, expected, "{what}");
+    }
+}
+
+#[test]
+fn relabelling_and_deleting_namespaces_prune_or_leave_copies() {
+    let world = World::sources()
+        .managed("default", "hub", HUB, JSON, 1)
+        .managed("team-a", "hub", HUB, JSON, 1)
+        .managed("team-a", "quay", QUAY, JSON, 2);
+    // team-a loses its quay label: its quay copy goes.
+    let relabelled: &[Ns] = &[("default", &[], true), ("team-a", &[], true)];
+    assert_eq!(run(&world, relabelled).actions, [delete("team-a", "quay")]);
+    // team-a opts out: both its copies go.
+    let opted: &[Ns] = &[
+        ("default", &[], true),
+        (
+            "team-a",
+            &[("pull-secret-injector.io/inject", "false")],
+            true,
+        ),
+    ];
+    assert_eq!(
+        run(&world, opted).actions,
+        [delete("team-a", "hub"), delete("team-a", "quay")]
+    );
+    // team-a is being deleted, or already gone: its copies are left to it.
+    let leaving: &[Ns] = &[
+        ("default", &[], true),
+        ("team-a", &[("quay", "yes")], false),
+    ];
+    assert!(run(&world, leaving).actions.is_empty());
+    let gone: &[Ns] = &[("default", &[], true)];
+    assert!(run(&world, gone).actions.is_empty());
+}
+
+#[test]
+fn a_policy_edit_prunes_what_it_no_longer_wants() {
+    let policy = CompiledPolicy::from_text(
+        "secrets:\n- {name: hub, from: ops/hub-source}\nrules:\n- {name: hub, registries: [docker.io], secrets: [hub], namespaces: {include: [team-*]}}\n",
+    )
+    .expect("valid");
+    let world = World::sources()
+        .managed("default", "hub", HUB, JSON, 1)
+        .managed("team-a", "hub", HUB, JSON, 1);
+    let labels = BTreeMap::new();
+    let ns = |name| Namespace {
+        name,
+        labels: &labels,
+        active: true,
+    };
+    let plan = plan(
+        &policy,
+        &[ns("default"), ns("team-a"), ns("team-b")],
+        "pull-secret-injector",
+        &world,
+    );
+    assert_eq!(
+        plan.actions,
+        [create("team-b", "hub"), delete("default", "hub")]
+    );
+    assert_eq!(plan.status["hub"].synced, 1);
+}
+
+#[test]
+fn status_counts_synced_conflicts_and_pending() {
+    let world = World::sources()
+        .unmanaged("default", "hub")
+        .managed("team-a", "hub", HUB, JSON, 1)
+        .managed("team-a", "quay", QUAY, JSON, 9);
+    let plan = run(&world, CLUSTER);
+    let hub = &plan.status["hub"];
+    assert_eq!(
+        (hub.wanted, hub.synced, hub.conflicts, hub.pending()),
+        (2, 1, 1, 0)
+    );
+    let quay = &plan.status["quay"];
+    assert_eq!((quay.wanted, quay.synced, quay.pending()), (2, 0, 2));
+    let missing = run(&World::sources().missing("ops", "hub-source"), CLUSTER);
+    assert!(missing.status["hub"].source_invalid);
+    assert_eq!(missing.status["hub"].wanted, 0);
+}
+
+#[test]
+fn a_policy_without_managed_secrets_writes_nothing_but_prunes_leftovers() {
+    let policy = CompiledPolicy::from_text(
+        "rules:\n- {name: hub, registries: [docker.io], secrets: [hub]}\n",
+    )
+    .expect("valid");
+    let world = World::default().managed("default", "hub", HUB, JSON, 1);
+    let labels = BTreeMap::new();
+    let ns = [Namespace {
+        name: "default",
+        labels: &labels,
+        active: true,
+    }];
+    assert_eq!(
+        plan(&policy, &ns, "pull-secret-injector", &world).actions,
+        [delete("default", "hub")]
+    );
+}
+
+#[test]
+fn digests_cover_type_keys_and_values_unambiguously() {
+    let h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let d = |t: &str, data: &[(&str, &[u8])]| content_digest(&h, t, data.iter().copied());
+    let base = d(JSON, &[(".dockerconfigjson", b"{}")]);
+    assert_eq!(base, d(JSON, &[(".dockerconfigjson", b"{}")]));
+    assert_ne!(base, d(OPAQUE, &[(".dockerconfigjson", b"{}")]));
+    assert_ne!(base, d(JSON, &[(".dockerconfigjson", b"{ }")]));
+    assert_ne!(base, d(JSON, &[(".dockercfg", b"{}")]));
+    assert_ne!(d(JSON, &[("ab", b"c")]), d(JSON, &[("a", b"bc")]));
+    assert_ne!(base, d(JSON, &[(".dockerconfigjson", b"{}"), ("x", b"")]));
+}
