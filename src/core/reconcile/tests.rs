@@ -24,11 +24,14 @@ const OPAQUE: &str = "Opaque";
 const HUB: &str = "ops/hub-source";
 const QUAY: &str = "ops/quay-source";
 
+/// A copy as a test writes it: managed, source annotation, type, digest.
+type CopyRow = (bool, Option<String>, String, u64);
+
 /// What a test observes, written out as plain maps.
 #[derive(Default)]
 struct World {
     sources: BTreeMap<(String, String), Option<(String, u64)>>,
-    copies: BTreeMap<(String, String), (bool, Option<String>, String, u64)>,
+    copies: BTreeMap<(String, String), CopyRow>,
 }
 
 impl World {
