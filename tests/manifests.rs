@@ -80,6 +80,19 @@ const BASE_OBJECTS: [(&str, &str, Option<&str>); 11] = [
     ("MutatingWebhookConfiguration", APP, None),
 ];
 
+/// The sync controller (components/sync, in every shipped build).
+const SYNC: &str = "pull-secret-injector-sync";
+const SYNC_OBJECTS: [(&str, &str, Option<&str>); 8] = [
+    ("ServiceAccount", SYNC, Some(NS)),
+    ("ClusterRole", SYNC, None),
+    ("ClusterRoleBinding", SYNC, None),
+    ("Role", SYNC, Some(NS)),
+    ("RoleBinding", SYNC, Some(NS)),
+    ("Service", SYNC, Some(NS)),
+    ("Deployment", SYNC, Some(NS)),
+    ("PodDisruptionBudget", SYNC, Some(NS)),
+];
+
 /// What the cert-manager overlay adds.
 const CERT_MANAGER_OBJECTS: [(&str, &str, Option<&str>); 4] = [
     ("Issuer", "pull-secret-injector-selfsigned", Some(NS)),
@@ -110,7 +123,10 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.is_dir() {
+            if path == manifests().join("helm") {
+                // The Helm chart: templates, not YAML (tests/helm.rs).
+                continue;
+            } else if path.is_dir() {
                 stack.push(path);
             } else if matches!(
                 path.extension().and_then(|e| e.to_str()),
@@ -224,7 +240,8 @@ fn check_document(value: &Value, origin: &str) {
         }
         ("cert-manager.io/v1", "Issuer") => check_issuer(value, origin),
         ("cert-manager.io/v1", "Certificate") => check_certificate(value, origin),
-        ("kustomize.config.k8s.io/v1beta1", "Kustomization") => check_kustomization(value, origin),
+        ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+        | ("kustomize.config.k8s.io/v1alpha1", "Component") => check_kustomization(value, origin),
         (api_version, kind) => panic!(
             "{origin}: unexpected kind {kind:?} (apiVersion {api_version:?}); teach tests/manifests.rs about it"
         ),
@@ -327,6 +344,7 @@ fn check_kustomization(value: &Value, origin: &str) {
         "kind",
         "namespace",
         "resources",
+        "components",
         "patches",
         "configMapGenerator",
         "images",
@@ -397,6 +415,9 @@ fn every_file_is_used_by_a_kustomization() {
         let k = &file_documents(&path)[0];
         let mut refs: Vec<&str> = Vec::new();
         for item in k["resources"].as_array().into_iter().flatten() {
+            refs.push(item.as_str().unwrap());
+        }
+        for item in k["components"].as_array().into_iter().flatten() {
             refs.push(item.as_str().unwrap());
         }
         for item in k["patches"].as_array().into_iter().flatten() {
@@ -527,6 +548,21 @@ impl Bundle {
         all.remove(0)
     }
 
+    fn named<T: k8s_openapi::Resource + DeserializeOwned + Serialize>(&self, name: &str) -> T {
+        let mut all: Vec<T> = self
+            .objects
+            .iter()
+            .filter(|o| {
+                str_at(o, "/apiVersion") == Some(T::API_VERSION)
+                    && kind_of(o) == T::KIND
+                    && name_of(o) == name
+            })
+            .map(|o| typed(o, &format!("{}: {}", self.origin, describe(o))))
+            .collect();
+        assert_eq!(all.len(), 1, "{}: one {} {name}", self.origin, T::KIND);
+        all.remove(0)
+    }
+
     fn raw(&self, kind: &str, name: &str) -> &Value {
         self.objects
             .iter()
@@ -589,6 +625,37 @@ fn verbs(rule: &PolicyRule) -> BTreeSet<&str> {
     rule.verbs.iter().map(String::as_str).collect()
 }
 
+/// The restricted Pod Security Standard and the image's user (container
+/// settings override the pod's).
+fn check_restricted(origin: &str, pod: &PodSpec, container: &Container) {
+    let psc = pod.security_context.clone().unwrap_or_default();
+    let csc = container.security_context.clone().unwrap_or_default();
+    assert_eq!(csc.run_as_non_root.or(psc.run_as_non_root), Some(true));
+    assert_eq!(csc.run_as_user.or(psc.run_as_user), Some(NONROOT));
+    assert_eq!(csc.run_as_group.or(psc.run_as_group), Some(NONROOT));
+    assert_eq!(csc.read_only_root_filesystem, Some(true));
+    assert_eq!(csc.allow_privilege_escalation, Some(false));
+    assert_ne!(csc.privileged, Some(true));
+    let caps = csc.capabilities.clone().unwrap_or_default();
+    assert_eq!(
+        caps.drop.as_deref(),
+        Some(&["ALL".to_owned()][..]),
+        "{origin}: drop ALL"
+    );
+    assert!(
+        caps.add.unwrap_or_default().is_empty(),
+        "{origin}: no capabilities added"
+    );
+    let seccomp = csc
+        .seccomp_profile
+        .or(psc.seccomp_profile)
+        .expect("seccompProfile");
+    assert_eq!(seccomp.type_, "RuntimeDefault");
+    assert_ne!(pod.host_network, Some(true));
+    assert_ne!(pod.host_pid, Some(true));
+    assert_ne!(pod.host_ipc, Some(true));
+}
+
 /// Everything the base promises, on a build of the base or of an overlay.
 fn check_base(bundle: &Bundle) {
     let origin = &bundle.origin;
@@ -600,7 +667,7 @@ fn check_base(bundle: &Bundle) {
     let ns_labels = namespace.metadata.labels.clone().unwrap_or_default();
 
     // Deployment and its one container.
-    let deployment = bundle.one::<Deployment>();
+    let deployment = bundle.named::<Deployment>(APP);
     assert_eq!(deployment.metadata.namespace.as_deref(), Some(NS));
     let spec = deployment.spec.as_ref().unwrap();
     assert!(
@@ -813,33 +880,7 @@ fn check_base(bundle: &Bundle) {
         "{origin}: terminationGracePeriodSeconds {grace} < shutdown grace + drain + 5s ({needed:?})"
     );
 
-    // Restricted security context (container settings override the pod's).
-    let psc = pod.security_context.clone().unwrap_or_default();
-    let csc = container.security_context.clone().unwrap_or_default();
-    assert_eq!(csc.run_as_non_root.or(psc.run_as_non_root), Some(true));
-    assert_eq!(csc.run_as_user.or(psc.run_as_user), Some(NONROOT));
-    assert_eq!(csc.run_as_group.or(psc.run_as_group), Some(NONROOT));
-    assert_eq!(csc.read_only_root_filesystem, Some(true));
-    assert_eq!(csc.allow_privilege_escalation, Some(false));
-    assert_ne!(csc.privileged, Some(true));
-    let caps = csc.capabilities.clone().unwrap_or_default();
-    assert_eq!(
-        caps.drop.as_deref(),
-        Some(&["ALL".to_owned()][..]),
-        "{origin}: drop ALL"
-    );
-    assert!(
-        caps.add.unwrap_or_default().is_empty(),
-        "{origin}: no capabilities added"
-    );
-    let seccomp = csc
-        .seccomp_profile
-        .or(psc.seccomp_profile)
-        .expect("seccompProfile");
-    assert_eq!(seccomp.type_, "RuntimeDefault");
-    assert_ne!(pod.host_network, Some(true));
-    assert_ne!(pod.host_pid, Some(true));
-    assert_ne!(pod.host_ipc, Some(true));
+    check_restricted(origin, pod, container);
     assert_eq!(
         ns_labels
             .get("pod-security.kubernetes.io/enforce")
@@ -878,7 +919,7 @@ fn check_base(bundle: &Bundle) {
     }
 
     // PodDisruptionBudget.
-    let pdb = bundle.one::<PodDisruptionBudget>();
+    let pdb = bundle.named::<PodDisruptionBudget>(APP);
     let pdb_spec = pdb.spec.as_ref().unwrap();
     assert_eq!(pdb_spec.min_available, Some(IntOrString::Int(1)));
     let pdb_selector = pdb_spec.selector.clone().expect("PDB selector");
@@ -889,7 +930,7 @@ fn check_base(bundle: &Bundle) {
     assert!(selects(&pdb_selector, &pod_labels));
 
     // Service → container ports.
-    let service = bundle.one::<Service>();
+    let service = bundle.named::<Service>(APP);
     assert_eq!(service.metadata.namespace.as_deref(), Some(NS));
     let service_spec = service.spec.as_ref().unwrap();
     let service_selector = service_spec.selector.clone().unwrap_or_default();
@@ -922,7 +963,7 @@ fn check_base(bundle: &Bundle) {
     );
 
     // ServiceAccount and RBAC.
-    let sa = bundle.one::<ServiceAccount>();
+    let sa = bundle.named::<ServiceAccount>(APP);
     let sa_name = sa.metadata.name.clone().unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some(sa_name.as_str()));
     assert_eq!(
@@ -937,13 +978,13 @@ fn check_base(bundle: &Bundle) {
         })
     };
 
-    let cluster_role = bundle.one::<ClusterRole>();
+    let cluster_role = bundle.named::<ClusterRole>(APP);
     let rules = cluster_role.rules.clone().unwrap_or_default();
     assert_eq!(rules.len(), 1, "{origin}: ClusterRole: namespaces only");
     assert!(rule_is(&rules[0], "", "namespaces"));
     assert_eq!(verbs(&rules[0]), BTreeSet::from(["get", "list", "watch"]));
     assert!(rules[0].resource_names.is_none());
-    let crb = bundle.one::<ClusterRoleBinding>();
+    let crb = bundle.named::<ClusterRoleBinding>(APP);
     assert_eq!(crb.role_ref.kind, "ClusterRole");
     assert_eq!(
         Some(&crb.role_ref.name),
@@ -954,7 +995,7 @@ fn check_base(bundle: &Bundle) {
         "{origin}: ClusterRoleBinding → ServiceAccount"
     );
 
-    let role = bundle.one::<Role>();
+    let role = bundle.named::<Role>(APP);
     // Events are posted in the ConfigMap's namespace.
     assert_eq!(role.metadata.namespace.as_deref(), Some(cm_ns));
     let rules = role.rules.clone().unwrap_or_default();
@@ -973,7 +1014,7 @@ fn check_base(bundle: &Bundle) {
         .find(|r| rule_is(r, "events.k8s.io", "events"))
         .expect("events.k8s.io events rule");
     assert_eq!(verbs(events_rule), BTreeSet::from(["create", "patch"]));
-    let rb = bundle.one::<RoleBinding>();
+    let rb = bundle.named::<RoleBinding>(APP);
     assert_eq!(rb.metadata.namespace, role.metadata.namespace);
     assert_eq!(rb.role_ref.kind, "Role");
     assert_eq!(Some(&rb.role_ref.name), role.metadata.name.as_ref());
@@ -1096,6 +1137,338 @@ fn check_base(bundle: &Bundle) {
         !selects(&object_selector, &labels(&[(OPT_OUT, "false")])),
         "{origin}: pod opt-out"
     );
+
+    check_webhook_has_no_secret_access(bundle);
+}
+
+/// Every RBAC rule granted to the ServiceAccount `sa` of namespace NS, by
+/// any binding of the build, as (apiGroup, resource, resourceNames, verb).
+fn granted(bundle: &Bundle, sa: &str) -> BTreeSet<(String, String, Vec<String>, String)> {
+    let is_sa = |subjects: &Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| {
+        subjects.iter().flatten().any(|s| {
+            s.kind == "ServiceAccount" && s.name == sa && s.namespace.as_deref() == Some(NS)
+        })
+    };
+    let mut rules: Vec<PolicyRule> = Vec::new();
+    let cluster_role_rules = |name: &str| -> Vec<PolicyRule> {
+        bundle
+            .all::<ClusterRole>()
+            .into_iter()
+            .filter(|r| r.metadata.name.as_deref() == Some(name))
+            .flat_map(|r| r.rules.unwrap_or_default())
+            .collect()
+    };
+    for crb in bundle.all::<ClusterRoleBinding>() {
+        if is_sa(&crb.subjects) {
+            rules.extend(cluster_role_rules(&crb.role_ref.name));
+        }
+    }
+    for rb in bundle.all::<RoleBinding>() {
+        if !is_sa(&rb.subjects) {
+            continue;
+        }
+        if rb.role_ref.kind == "ClusterRole" {
+            rules.extend(cluster_role_rules(&rb.role_ref.name));
+        } else {
+            rules.extend(
+                bundle
+                    .all::<Role>()
+                    .into_iter()
+                    .filter(|r| {
+                        r.metadata.name.as_deref() == Some(rb.role_ref.name.as_str())
+                            && r.metadata.namespace == rb.metadata.namespace
+                    })
+                    .flat_map(|r| r.rules.unwrap_or_default()),
+            );
+        }
+    }
+    flatten_rules(&rules)
+}
+
+fn flatten_rules(rules: &[PolicyRule]) -> BTreeSet<(String, String, Vec<String>, String)> {
+    let mut out = BTreeSet::new();
+    for rule in rules {
+        let mut names = rule.resource_names.clone().unwrap_or_default();
+        names.sort();
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    out.insert((group.clone(), resource.clone(), names.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `(group, resource, names, verbs)` rows as the flattened set.
+fn rule_rows(
+    rows: &[(&str, &str, &[&str], &[&str])],
+) -> BTreeSet<(String, String, Vec<String>, String)> {
+    let rules: Vec<PolicyRule> = rows
+        .iter()
+        .map(|(group, resource, names, verbs)| PolicyRule {
+            api_groups: Some(vec![(*group).to_owned()]),
+            resources: Some(vec![(*resource).to_owned()]),
+            resource_names: (!names.is_empty())
+                .then(|| names.iter().map(|n| (*n).to_owned()).collect()),
+            verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+            non_resource_urls: None,
+        })
+        .collect();
+    flatten_rules(&rules)
+}
+
+/// The webhook never reads Secrets (DESIGN.md §8): nothing bound to its
+/// ServiceAccount grants any access to them, nor any wildcard.
+fn check_webhook_has_no_secret_access(bundle: &Bundle) {
+    let granted = granted(bundle, APP);
+    assert!(
+        !granted.is_empty(),
+        "{}: no rules for the webhook",
+        bundle.origin
+    );
+    for (group, resource, _, verb) in &granted {
+        assert!(
+            !(resource == "secrets" || resource.starts_with("secrets/")),
+            "{}: the webhook may {verb} secrets",
+            bundle.origin
+        );
+        assert!(
+            group != "*" && resource != "*" && verb != "*",
+            "{}: wildcard in the webhook's RBAC",
+            bundle.origin
+        );
+    }
+}
+
+/// Whether this build of the binary has the `sync` command yet.
+fn binary_has_sync() -> bool {
+    match Cli::try_parse_from(["pull-secret-injector", "sync", "--help"]) {
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => true,
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+            eprintln!(
+                "\n*** NOTE: the binary has no `sync` command yet: the sync Deployment's \
+                 args are checked as text only. ***\n"
+            );
+            false
+        }
+        other => panic!("`sync --help`: unexpected {other:?}"),
+    }
+}
+
+/// The sync controller (components/sync): its Deployment, identity, RBAC,
+/// PDB and metrics Service, and that it stays apart from the webhook's.
+fn check_sync(bundle: &Bundle) {
+    let origin = &bundle.origin;
+    let webhook = bundle.named::<Deployment>(APP);
+    let webhook_spec = webhook.spec.as_ref().unwrap();
+    let webhook_pod_labels = webhook_spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let webhook_container = &webhook_spec.template.spec.as_ref().unwrap().containers[0];
+
+    let deployment = bundle.named::<Deployment>(SYNC);
+    assert_eq!(deployment.metadata.namespace.as_deref(), Some(NS));
+    let spec = deployment.spec.as_ref().unwrap();
+    assert!(
+        spec.replicas.unwrap_or(1) >= 2,
+        "{origin}: sync: 2 replicas"
+    );
+    let pod_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    assert!(selects(&spec.selector, &pod_labels));
+    // Neither Deployment, Service nor PDB of one picks the other's pods.
+    assert!(!selects(&spec.selector, &webhook_pod_labels));
+    assert!(!selects(&webhook_spec.selector, &pod_labels));
+    let webhook_service = bundle.named::<Service>(APP);
+    let webhook_service_selector = webhook_service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    assert!(
+        !webhook_service_selector
+            .iter()
+            .all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "{origin}: the webhook Service must not send reviews to sync pods"
+    );
+
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers.len(), 1, "{origin}: sync: one container");
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image, webhook_container.image,
+        "{origin}: sync runs the webhook's image"
+    );
+    assert!(container.command.is_none(), "{origin}: the entrypoint runs");
+
+    // Args, with the env the kubelet expands in them.
+    let env = container.env.clone().unwrap_or_default();
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let var = env
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{origin}: sync env {name}"));
+        assert_eq!(
+            var.value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some(path),
+            "{origin}: {name} from the downward API"
+        );
+    }
+    let args = container.args.clone().unwrap_or_default();
+    assert_eq!(args.first().map(String::as_str), Some("sync"));
+    let flag = |name: &str| {
+        let at = args
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{origin}: sync {name}"));
+        args[at + 1].clone()
+    };
+    let policy = flag("--policy-configmap").replace("$(POD_NAMESPACE)", NS);
+    assert_eq!(policy, format!("{NS}/{POLICY_CONFIGMAP}"));
+    assert_eq!(flag("--log-format"), "json");
+    assert!(
+        !args.iter().any(|a| a == "--policy-file"),
+        "{origin}: sync reads the ConfigMap"
+    );
+    if binary_has_sync() {
+        let expanded = args.iter().map(|a| a.replace("$(POD_NAMESPACE)", NS));
+        let argv = std::iter::once("pull-secret-injector".to_owned()).chain(expanded);
+        if let Err(e) = Cli::try_parse_from(argv) {
+            panic!("{origin}: the sync args do not parse: {e}\nargs: {args:?}");
+        }
+    }
+
+    // Metrics listener (default 0.0.0.0:9090, plain HTTP) and probes on it.
+    let metrics = container_port(container, &IntOrString::String("metrics".into()));
+    assert_eq!(metrics, i32::from(DEFAULT_METRICS_PORT));
+    assert!(
+        !args.iter().any(|a| a == "--metrics-listen"),
+        "{origin}: sync metrics on the default port"
+    );
+    for (probe, path) in [
+        (container.readiness_probe.as_ref(), "/readyz"),
+        (container.liveness_probe.as_ref(), "/healthz"),
+    ] {
+        let get = probe
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap_or_else(|| panic!("{origin}: sync httpGet probe on {path}"));
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.scheme.as_deref().unwrap_or("HTTP"), "HTTP");
+        assert_eq!(container_port(container, &get.port), metrics);
+    }
+    let resources = container.resources.as_ref().expect("sync resources");
+    let requests = resources.requests.clone().unwrap_or_default();
+    let limits = resources.limits.clone().unwrap_or_default();
+    assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
+    assert!(limits.contains_key("memory") && !limits.contains_key("cpu"));
+    check_restricted(origin, pod, container);
+    let anti = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .expect("sync: preferred pod anti-affinity");
+    assert!(anti.iter().any(|t| {
+        t.pod_affinity_term.topology_key == "kubernetes.io/hostname"
+            && t.pod_affinity_term
+                .label_selector
+                .as_ref()
+                .is_some_and(|s| selects(s, &pod_labels))
+    }));
+    for c in pod.topology_spread_constraints.iter().flatten() {
+        assert!(
+            c.label_selector
+                .as_ref()
+                .is_some_and(|s| selects(s, &pod_labels))
+        );
+    }
+
+    // Its own ServiceAccount.
+    let sa = bundle.named::<ServiceAccount>(SYNC);
+    assert_eq!(sa.metadata.namespace.as_deref(), Some(NS));
+    assert_eq!(pod.service_account_name.as_deref(), Some(SYNC));
+    assert_eq!(pod.automount_service_account_token, Some(true));
+
+    // PDB and the metrics Service.
+    let pdb = bundle.named::<PodDisruptionBudget>(SYNC);
+    let pdb_spec = pdb.spec.unwrap();
+    assert_eq!(pdb_spec.min_available, Some(IntOrString::Int(1)));
+    assert_eq!(pdb_spec.selector.as_ref(), Some(&spec.selector));
+    let service = bundle.named::<Service>(SYNC);
+    let service_spec = service.spec.unwrap();
+    let selector = service_spec.selector.unwrap_or_default();
+    assert!(!selector.is_empty());
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    assert!(
+        !selector
+            .iter()
+            .all(|(k, v)| webhook_pod_labels.get(k) == Some(v))
+    );
+    let ports = service_spec.ports.unwrap_or_default();
+    assert_eq!(ports.len(), 1, "{origin}: sync Service: metrics only");
+    assert_eq!(ports[0].name.as_deref(), Some("metrics"));
+    assert_eq!(
+        container_port(container, ports[0].target_port.as_ref().unwrap()),
+        metrics
+    );
+
+    // Least privilege: exactly these rules, cluster-wide and in NS.
+    let all_verbs: &[&str] = &[
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    let cluster_expected = rule_rows(&[
+        ("", "namespaces", &[], &["list", "watch"]),
+        ("", "secrets", &[], all_verbs),
+        ("events.k8s.io", "events", &[], &["create", "patch"]),
+        ("", "events", &[], &["create", "patch"]),
+    ]);
+    let cluster_role = bundle.named::<ClusterRole>(SYNC);
+    assert_eq!(
+        flatten_rules(&cluster_role.rules.clone().unwrap_or_default()),
+        cluster_expected,
+        "{origin}: sync ClusterRole"
+    );
+    let role = bundle.named::<Role>(SYNC);
+    assert_eq!(role.metadata.namespace.as_deref(), Some(NS));
+    let role_expected = rule_rows(&[
+        (
+            "",
+            "configmaps",
+            &[POLICY_CONFIGMAP],
+            &["get", "list", "watch"],
+        ),
+        ("coordination.k8s.io", "leases", &[], &["create"]),
+        ("coordination.k8s.io", "leases", &[SYNC], &["get", "update"]),
+    ]);
+    assert_eq!(
+        flatten_rules(&role.rules.clone().unwrap_or_default()),
+        role_expected,
+        "{origin}: sync Role"
+    );
+    let granted = granted(bundle, SYNC);
+    let everything: BTreeSet<_> = cluster_expected.union(&role_expected).cloned().collect();
+    assert_eq!(
+        granted, everything,
+        "{origin}: sync is bound to exactly these"
+    );
 }
 
 /// The checks of the cert-manager overlay's objects.
@@ -1111,7 +1484,7 @@ fn check_cert_manager(bundle: &Bundle) {
         Some(cert_ns),
         "{origin}: inject-ca-from namespace"
     );
-    let service = bundle.one::<Service>();
+    let service = bundle.named::<Service>(APP);
     let hosts = certs::service_hosts(
         service.metadata.name.as_deref().unwrap(),
         service.metadata.namespace.as_deref().unwrap(),
@@ -1165,12 +1538,16 @@ fn base_builds_into_the_expected_objects() {
     let Some(objects) = build(&manifests()) else {
         return;
     };
-    assert_eq!(object_keys(&objects), expected_keys(&[&BASE_OBJECTS]));
+    assert_eq!(
+        object_keys(&objects),
+        expected_keys(&[&BASE_OBJECTS, &SYNC_OBJECTS])
+    );
     for object in &objects {
         check_document(object, &format!("built base: {}", describe(object)));
     }
     let bundle = Bundle::new(objects, "base");
     check_base(&bundle);
+    check_sync(&bundle);
     let mwc = bundle.one::<MutatingWebhookConfiguration>();
     assert!(
         mwc.webhooks.unwrap()[0].client_config.ca_bundle.is_none(),
@@ -1186,7 +1563,7 @@ fn cert_manager_overlay_builds() {
     };
     assert_eq!(
         object_keys(&objects),
-        expected_keys(&[&BASE_OBJECTS, &CERT_MANAGER_OBJECTS])
+        expected_keys(&[&BASE_OBJECTS, &SYNC_OBJECTS, &CERT_MANAGER_OBJECTS])
     );
     for object in &objects {
         check_document(
@@ -1196,7 +1573,46 @@ fn cert_manager_overlay_builds() {
     }
     let bundle = Bundle::new(objects, "cert-manager overlay");
     check_base(&bundle);
+    check_sync(&bundle);
     check_cert_manager(&bundle);
+}
+
+/// Injection only, as the overlays' comment says: without the two
+/// `components:` lines the build has the webhook and no sync objects.
+#[test]
+fn overlays_build_without_the_sync_component() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("manifests");
+    copy_tree(&manifests(), &copy);
+    for (overlay, extra) in [
+        ("overlays/cert-manager", &CERT_MANAGER_OBJECTS[..]),
+        ("overlays/manual-certs", &[][..]),
+        (".", &[][..]),
+    ] {
+        let path = copy.join(overlay).join("kustomization.yaml");
+        let text = read(&path);
+        let kept: String = text
+            .lines()
+            .filter(|l| *l != "components:" && !l.ends_with("components/sync"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            text.lines().count(),
+            kept.lines().count() + 2,
+            "{overlay}: two lines name the sync component"
+        );
+        std::fs::write(&path, kept).unwrap();
+        let Some(objects) = build(&copy.join(overlay)) else {
+            return;
+        };
+        assert_eq!(
+            object_keys(&objects),
+            expected_keys(&[&BASE_OBJECTS, extra]),
+            "{overlay} without components/sync"
+        );
+        let bundle = Bundle::new(objects, overlay);
+        check_webhook_has_no_secret_access(&bundle);
+    }
 }
 
 /// The placeholder line of the manual-certs patch, and the README's steps.
@@ -1283,7 +1699,10 @@ fn manual_certs_overlay_builds_with_a_real_ca_bundle() {
     let Some(shipped) = build(&dir) else {
         return;
     };
-    assert_eq!(object_keys(&shipped), expected_keys(&[&BASE_OBJECTS]));
+    assert_eq!(
+        object_keys(&shipped),
+        expected_keys(&[&BASE_OBJECTS, &SYNC_OBJECTS])
+    );
     let mwc = shipped
         .iter()
         .find(|o| kind_of(o) == "MutatingWebhookConfiguration")
@@ -1315,7 +1734,10 @@ fn manual_certs_overlay_builds_with_a_real_ca_bundle() {
     pull_secret_injector::webhook::tls::CertStore::load(&files.cert, &files.key).unwrap();
 
     let objects = build(&copy.join("overlays/manual-certs")).unwrap();
-    assert_eq!(object_keys(&objects), expected_keys(&[&BASE_OBJECTS]));
+    assert_eq!(
+        object_keys(&objects),
+        expected_keys(&[&BASE_OBJECTS, &SYNC_OBJECTS])
+    );
     for object in &objects {
         check_document(
             object,
@@ -1324,6 +1746,7 @@ fn manual_certs_overlay_builds_with_a_real_ca_bundle() {
     }
     let bundle = Bundle::new(objects, "manual-certs overlay");
     check_base(&bundle);
+    check_sync(&bundle);
     let mwc = bundle.one::<MutatingWebhookConfiguration>();
     let ca = mwc.webhooks.unwrap()[0]
         .client_config
