@@ -1,4 +1,5 @@
-//! The real `kubectl` and `helm` the manifest tests run.
+//! The real `kubectl` and `helm` the manifest tests run, and what the
+//! objects they build must look like (`kinds`).
 //!
 //! Found in this order: `$PSI_KUBECTL` / `$PSI_HELM`, then `.ci/bin/`
 //! (where `.ci/install-tools` puts kubectl v1.34 and helm v4.1), then
@@ -6,6 +7,8 @@
 //! the test is skipped with a loud note on stderr.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod kinds;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
