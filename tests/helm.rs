@@ -281,7 +281,7 @@ fn lint_passes_with_every_values_file() {
 #[test]
 fn chart_metadata_matches_the_crate() {
     let text = std::fs::read_to_string(chart().join("Chart.yaml")).unwrap();
-    let meta = pull_secret_injector::yaml::to_json(&text).unwrap();
+    let meta = pull_secret_injector::core::yaml::to_json(&text).unwrap();
     assert_eq!(meta["apiVersion"], "v2");
     assert_eq!(meta["name"], APP);
     assert_eq!(
@@ -645,7 +645,8 @@ fn existing_secret_mode_mounts_it_and_trusts_the_given_ca() {
     };
     check_common(&objects, "existing Secret");
     let values =
-        pull_secret_injector::yaml::to_json(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        pull_secret_injector::core::yaml::to_json(&std::fs::read_to_string(&file).unwrap())
+            .unwrap();
     let name = values["certificates"]["existingSecret"]["name"]
         .as_str()
         .unwrap();
@@ -723,7 +724,8 @@ fn inline_policy_lands_in_the_configmap_verbatim() {
     };
     check_common(&objects, "inline policy");
     let values =
-        pull_secret_injector::yaml::to_json(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        pull_secret_injector::core::yaml::to_json(&std::fs::read_to_string(&file).unwrap())
+            .unwrap();
     let inline = values["policy"]["inline"].as_str().unwrap();
     let cm = find(&objects, "ConfigMap", POLICY_CONFIGMAP);
     assert_eq!(cm["data"]["policy.yaml"], inline, "comments and all");

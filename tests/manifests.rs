@@ -28,12 +28,12 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt as _};
-use pull_secret_injector::webhook::certs;
 use pull_secret_injector::cmd::Cli;
 use pull_secret_injector::cmd::serve::ServeArgs;
-use pull_secret_injector::k8s::configmap::POLICY_KEY;
 use pull_secret_injector::core::policy::CompiledPolicy;
+use pull_secret_injector::k8s::configmap::POLICY_KEY;
 use pull_secret_injector::runtime::telemetry::LogFormat;
+use pull_secret_injector::webhook::certs;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -517,7 +517,8 @@ fn check_base(bundle: &Bundle) {
 
     // The policy ConfigMap: named in the args, generated, readable.
     let spec_cm = serve
-        .policy.policy_configmap
+        .policy
+        .policy_configmap
         .clone()
         .unwrap_or_else(|| panic!("{origin}: --policy-configmap"));
     let (cm_ns, cm_name) = spec_cm.split_once('/').unwrap();

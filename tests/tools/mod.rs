@@ -130,7 +130,7 @@ pub fn objects(text: &str, origin: &str) -> Vec<serde_json::Value> {
                 .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         })
         .map(|(i, doc)| {
-            pull_secret_injector::yaml::to_json(doc)
+            pull_secret_injector::core::yaml::to_json(doc)
                 .unwrap_or_else(|e| panic!("{origin}, document {i}: not YAML: {e}\n{doc}"))
         })
         .collect()
