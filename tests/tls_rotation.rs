@@ -63,6 +63,36 @@ async fn a_bad_pair_leaves_the_old_certificate_served() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn an_expired_or_future_certificate_never_replaces_the_served_one() {
+    let server = TestServer::start(&shipped_policy()).await;
+    let files = CertFiles::in_dir(server.dir.path());
+    let other = certs::Authority::generate("other").unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+    let hosts = certs::dev_hosts();
+    for (issued, says) in [
+        (
+            other.issue_for(&hosts, now - 30 * day, now - day),
+            "expired since",
+        ),
+        (
+            other.issue_for(&hosts, now + day, now + 30 * day),
+            "not valid before",
+        ),
+    ] {
+        let issued = issued.unwrap();
+        std::fs::write(&files.cert, &issued.cert_pem).unwrap();
+        std::fs::write(&files.key, &issued.key_pem).unwrap();
+        let err = server.certs.reload().unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+        // The old pair is still what new handshakes get.
+        assert!(handshake_ok(&server, &server.ca_pem).await);
+        assert!(!handshake_ok(&server, other.cert_pem()).await);
+    }
+    server.stop().await;
+}
+
 /// Lays out a Secret volume the way the kubelet does: files in a
 /// timestamped directory, `..data` pointing at it, and top-level symlinks
 /// through `..data`.

@@ -1,14 +1,20 @@
 //! Flag groups and value parsers shared by several commands, and the
 //! reading of policy files and inputs for the offline ones.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args;
 
-use crate::core::policy::{self, CompiledPolicy};
+use crate::core::policy::{self, CompiledPolicy, MAX_POLICY_BYTES};
+use crate::runtime::files;
+use crate::webhook::http::DEFAULT_MAX_BODY_BYTES;
+
+/// Largest input the offline commands read (a Pod or AdmissionReview for
+/// `mutate`, the image list on stdin for `explain`): the webhook's default
+/// request body limit.
+pub const MAX_INPUT_BYTES: usize = DEFAULT_MAX_BODY_BYTES;
 
 /// Where a long-running command takes its policy from.
 #[derive(Debug, Args)]
@@ -127,21 +133,17 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Reads a file, or stdin for `-`.
-pub fn read_input(path: &Path) -> anyhow::Result<String> {
-    if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read stdin")?;
-        Ok(text)
-    } else {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-    }
+/// Reads a file (of any kind: a pipe from `<(...)` works), or stdin for
+/// `-`, as UTF-8 text of at most `limit` bytes. At most `limit + 1` bytes
+/// are read, so `/dev/zero` or an endless pipe fails at once.
+pub fn read_input(path: &Path, limit: usize) -> anyhow::Result<String> {
+    let bytes = files::read_any(path, limit)?;
+    Ok(files::into_text(bytes, path)?)
 }
 
+/// Reads and compiles a policy file of at most [`MAX_POLICY_BYTES`].
 pub fn load_policy(path: &Path) -> anyhow::Result<CompiledPolicy> {
-    let text = read_input(path)?;
+    let text = read_input(path, MAX_POLICY_BYTES)?;
     CompiledPolicy::from_text(&text).map_err(|errors| {
         anyhow::anyhow!(
             "invalid policy {}:\n{}",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::args::{prefixed, read_input};
-use crate::core::policy::CompiledPolicy;
+use crate::core::policy::{CompiledPolicy, MAX_POLICY_BYTES};
 
 /// Flags of `check-policy`.
 #[derive(Debug, Args)]
@@ -19,7 +19,7 @@ pub struct CheckPolicyArgs {
 /// Runs `check-policy`: exit 0 when valid, 1 with every error otherwise.
 pub fn run(args: CheckPolicyArgs) -> ExitCode {
     let path = args.file.as_path();
-    let text = match read_input(path) {
+    let text = match read_input(path, MAX_POLICY_BYTES) {
         Ok(text) => text,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -2,14 +2,13 @@
 //! rules and secrets it gets.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 
-use super::args::{load_policy, parse_label};
+use super::args::{MAX_INPUT_BYTES, load_policy, parse_label, read_input};
 use crate::core::image;
 use crate::core::policy::{CompiledPolicy, ManagedSecret, NamespaceFacts};
 use crate::core::query::{self, Grant, Scope};
@@ -27,7 +26,8 @@ pub struct ExplainArgs {
     /// A label of that namespace, for namespace selectors (repeatable).
     #[arg(long = "namespace-label", value_name = "KEY=VALUE", value_parser = parse_label)]
     namespace_labels: Vec<(String, String)>,
-    /// Image references; without any, one per line from stdin, verbatim.
+    /// Image references; without any, one per line from stdin, verbatim
+    /// (at most 8 MiB).
     images: Vec<String>,
 }
 
@@ -43,10 +43,8 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut line = |image: &str| explain_one(&mut stdout, &policy, facts.as_ref(), image);
     if args.images.is_empty() {
-        let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .context("cannot read images from stdin")?;
+        let input =
+            read_input(Path::new("-"), MAX_INPUT_BYTES).context("cannot read images from stdin")?;
         let input = input.strip_suffix('\n').unwrap_or(&input);
         if input.is_empty() {
             return Ok(());

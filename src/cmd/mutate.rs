@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::Value;
 
-use super::args::{load_policy, parse_label, read_input};
+use super::args::{MAX_INPUT_BYTES, load_policy, parse_label, read_input};
 use crate::core::decide::decide;
 use crate::core::review::Review;
 use crate::core::yaml;
@@ -20,7 +20,7 @@ pub struct MutateArgs {
     /// Policy file (YAML or JSON).
     #[arg(long, env = "PSI_POLICY")]
     policy: PathBuf,
-    /// AdmissionReview or Pod, YAML or JSON; `-` reads stdin.
+    /// AdmissionReview or Pod, YAML or JSON, at most 8 MiB; `-` reads stdin.
     #[arg(default_value = "-")]
     input: String,
     /// Namespace of the pod when the input names none [default: default].
@@ -46,7 +46,7 @@ fn to_json(text: &str) -> anyhow::Result<(Value, bool)> {
 /// Runs `mutate`.
 pub fn run(args: MutateArgs) -> anyhow::Result<()> {
     let policy = load_policy(&args.policy)?;
-    let text = read_input(Path::new(&args.input))?;
+    let text = read_input(Path::new(&args.input), MAX_INPUT_BYTES)?;
     let (mut value, was_yaml) = to_json(&text)?;
     let labels: Option<BTreeMap<String, String>> =
         (!args.namespace_labels.is_empty()).then(|| args.namespace_labels.into_iter().collect());

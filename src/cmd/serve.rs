@@ -4,6 +4,10 @@
 //! reloaders and watches, the listeners, and the ordered shutdown: unready →
 //! grace → close listener → drain). Tests start the server through the same
 //! three steps on port 0.
+//!
+//! Signals: SIGTERM and SIGINT shut down as above. SIGHUP re-reads the
+//! policy file and the certificate at once (a ConfigMap policy is watched
+//! live anyway) and is logged; it never ends the process.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::args::{
     PolicySource, PolicySourceArgs, parse_body_limit, parse_connection_limit, parse_duration,
@@ -21,7 +26,7 @@ use super::args::{
 };
 use crate::k8s::configmap;
 use crate::k8s::namespaces::NamespaceCache;
-use crate::runtime::policy_store::{Applied, FileSource, PolicyStore};
+use crate::runtime::policy_store::{Applied, FileSource, LoadPolicyError, PolicyStore};
 use crate::runtime::supervise::{Supervisor, every};
 use crate::runtime::telemetry::{self, LogFormat, Metrics};
 use crate::webhook::certs;
@@ -200,9 +205,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Installed first, so that a SIGHUP during start-up is not fatal.
+        let hangups = hangup_signals();
         let grace = config.shutdown_grace;
         let bound = Webhook::build(config).await?.bind().await?;
         let state = bound.state();
+        if let Some(hangups) = hangups {
+            tokio::spawn(reload_on_hangup(hangups, bound.reload_trigger()));
+        }
         bound
             .run(async move {
                 wait_for_signal().await;
@@ -224,6 +234,10 @@ pub struct Webhook {
     client: Option<kube::Client>,
     namespaces: Option<Arc<NamespaceCache>>,
     supervisor: Supervisor,
+    /// Bumped to make the file reloaders run now (SIGHUP).
+    reload_now: Arc<watch::Sender<u64>>,
+    /// What the first read of the policy file found.
+    policy_reloader: Reloader,
 }
 
 impl Webhook {
@@ -253,13 +267,19 @@ impl Webhook {
             ),
             (KubeAccess::Discover, PolicySource::File(_)) => optional_client().await,
         };
+        // The reloader that runs later carries on from this first read, so
+        // a file that is broken from the start is reported once.
+        let mut policy_reloader = Reloader::default();
         if let PolicySource::File(path) = &config.policy {
             // The first read, like every later one, runs on the blocking
             // pool: the file may be slow (a network volume) or large.
-            let (source, store) = (FileSource::new(path), policy.clone());
-            tokio::task::spawn_blocking(move || Reloader::default().policy_file(&source, &store))
-                .await
-                .context("the first policy read failed")?;
+            let (source, store, m) = (FileSource::new(path), policy.clone(), metrics.clone());
+            policy_reloader = tokio::task::spawn_blocking(move || {
+                policy_reloader.policy_file(&source, &store, &m);
+                policy_reloader
+            })
+            .await
+            .context("the first policy read failed")?;
         }
         let supervisor = Supervisor::new();
         let mut state = AppState::new(policy.clone(), metrics.clone());
@@ -281,6 +301,8 @@ impl Webhook {
             client,
             namespaces,
             supervisor,
+            reload_now: Arc::new(watch::channel(0).0),
+            policy_reloader,
         })
     }
 
@@ -330,6 +352,12 @@ impl Bound {
         self.webhook.certs.clone()
     }
 
+    /// What makes the policy file and certificate reloaders run at once
+    /// (bump it, as SIGHUP does).
+    pub fn reload_trigger(&self) -> Arc<watch::Sender<u64>> {
+        self.webhook.reload_now.clone()
+    }
+
     /// Serves until `shutdown` completes, then closes the listener, drains
     /// connections and stops the background tasks.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -347,6 +375,8 @@ impl Bound {
             client,
             namespaces,
             mut supervisor,
+            reload_now,
+            policy_reloader,
         } = webhook;
         let tls_config = certs
             .server_config()
@@ -355,12 +385,15 @@ impl Bound {
         match &config.policy {
             PolicySource::File(path) => {
                 let source = FileSource::new(path);
-                let policy = policy.clone();
+                let (policy, metrics) = (policy.clone(), metrics.clone());
+                let wake = reload_now.subscribe();
+                let mut first = Some(policy_reloader);
                 supervisor.spawn("policy-file-reloader", move |stop| {
-                    let (source, policy) = (source.clone(), policy.clone());
-                    let mut reloader = Reloader::default();
-                    every(interval, stop, move || {
-                        reloader.policy_file(&source, &policy)
+                    let (source, policy, metrics) =
+                        (source.clone(), policy.clone(), metrics.clone());
+                    let mut reloader = first.take().unwrap_or_default();
+                    every(interval, wake.clone(), stop, move || {
+                        reloader.policy_file(&source, &policy, &metrics)
                     })
                 });
             }
@@ -383,10 +416,11 @@ impl Bound {
         }
         supervisor.spawn("certificate-reloader", {
             let (certs, metrics) = (certs.clone(), metrics.clone());
+            let wake = reload_now.subscribe();
             move |stop| {
                 let (certs, metrics) = (certs.clone(), metrics.clone());
                 let mut reloader = Reloader::default();
-                every(interval, stop, move || {
+                every(interval, wake.clone(), stop, move || {
                     reloader.certificate(&certs, &metrics)
                 })
             }
@@ -467,7 +501,7 @@ impl Reloader {
         news
     }
 
-    fn policy_file(&mut self, source: &FileSource, policy: &PolicyStore) {
+    fn policy_file(&mut self, source: &FileSource, policy: &PolicyStore, metrics: &Metrics) {
         match source.reload(policy) {
             Ok(Applied::Unchanged) => {
                 if self.failing.take().is_some() {
@@ -480,6 +514,12 @@ impl Reloader {
             }
             Err(err) => {
                 if self.new_failure(&err) {
+                    // An invalid text is counted by the store (once per
+                    // text); a file that cannot be read is counted here,
+                    // once per failure.
+                    if matches!(err, LoadPolicyError::Read(_)) {
+                        metrics.policy_rejected();
+                    }
                     tracing::error!(error = %err, "policy not loaded; the last valid policy stays in force");
                 }
             }
@@ -535,6 +575,28 @@ fn print_dev_hint(addr: SocketAddr, cert: &Path) {
         ca.display(),
         addr.port()
     );
+}
+
+/// SIGHUP as a stream; `None` (with a log line) where it cannot be caught.
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signals) => Some(signals),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot handle SIGHUP");
+            None
+        }
+    }
+}
+
+/// On every SIGHUP: log it and make the file reloaders run now.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    trigger: Arc<watch::Sender<u64>>,
+) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: re-reading the policy file and the certificate now");
+        trigger.send_modify(|n| *n += 1);
+    }
 }
 
 async fn wait_for_signal() {
@@ -624,10 +686,10 @@ mod tests {
         let store = PolicyStore::with_metrics(metrics.clone());
         let source = FileSource::new(&path);
         let mut reloader = Reloader::default();
-        reloader.policy_file(&source, &store);
+        reloader.policy_file(&source, &store, &metrics);
         std::fs::write(&path, "rules: [{name: Bad}]\n").expect("write");
         for _ in 0..3 {
-            reloader.policy_file(&source, &store);
+            reloader.policy_file(&source, &store, &metrics);
         }
         let series = "pull_secret_injector_policy_reloads_total";
         assert!(
@@ -636,6 +698,42 @@ mod tests {
             metrics.encode()
         );
         assert!(reloader.failing.is_some());
+        assert_eq!(store.current().expect("kept").generation, 1);
+    }
+
+    #[test]
+    fn an_unreadable_policy_file_is_counted_once_per_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.yaml");
+        let good = "rules:\n- name: hub\n  registries: [docker.io]\n  secrets: [hub]\n";
+        std::fs::write(&path, good).expect("write");
+        let metrics = Arc::new(Metrics::new());
+        let store = PolicyStore::with_metrics(metrics.clone());
+        let source = FileSource::new(&path);
+        let mut reloader = Reloader::default();
+        reloader.policy_file(&source, &store, &metrics);
+        let series = "pull_secret_injector_policy_reloads_total";
+        let count = |metrics: &Metrics| rejected(metrics, series);
+
+        // Deleted, seen at every interval: one rejection.
+        std::fs::remove_file(&path).expect("rm");
+        for _ in 0..3 {
+            reloader.policy_file(&source, &store, &metrics);
+        }
+        assert!(count(&metrics).ends_with(" 1"), "{}", metrics.encode());
+        // Back, then replaced by a FIFO: a new failure, counted again.
+        std::fs::write(&path, good).expect("write");
+        reloader.policy_file(&source, &store, &metrics);
+        assert!(reloader.failing.is_none());
+        std::fs::remove_file(&path).expect("rm");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        reloader.policy_file(&source, &store, &metrics);
+        reloader.policy_file(&source, &store, &metrics);
+        assert!(count(&metrics).ends_with(" 2"), "{}", metrics.encode());
         assert_eq!(store.current().expect("kept").generation, 1);
     }
 }

@@ -18,6 +18,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource as _};
 use tokio::sync::watch;
 
+use crate::runtime::files::Digest;
 use crate::runtime::policy_store::{Applied, LoadPolicyError, PolicyStore};
 
 /// The ConfigMap key that holds the policy.
@@ -286,11 +287,7 @@ async fn publish(recorder: &Recorder, report: &Report, reference: &ObjectReferen
     // series and keeps the first note. A different note (new errors, a
     // delete) must show up in `kubectl describe`, so the action carries a
     // digest of the note: repeats still fold, changes do not.
-    let digest = {
-        let mut h = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&report.note, &mut h);
-        std::hash::Hasher::finish(&h) as u32
-    };
+    let digest = Digest::of(&[report.note.as_bytes()]).short();
     let event = Event {
         type_: if report.warning {
             EventType::Warning

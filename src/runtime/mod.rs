@@ -1,8 +1,10 @@
-//! What every long-running command shares: the policy in force and its
+//! What every long-running command shares: bounded reads of operator files
+//! and the content digest ([`files`]), the policy in force and its
 //! file source ([`policy_store`]), the namespace-label port the webhook reads
 //! and the cache fills ([`namespace_labels`]), supervised background tasks
 //! ([`supervise`]), and logs and metrics ([`telemetry`]).
 
+pub mod files;
 pub mod namespace_labels;
 pub mod policy_store;
 pub mod supervise;

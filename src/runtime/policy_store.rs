@@ -8,14 +8,14 @@
 //! symlink swap of a ConfigMap volume is seen); the ConfigMap watch lives in
 //! [`crate::k8s::configmap`].
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
-use crate::core::policy::{CompiledPolicy, PolicyErrors};
+use crate::core::policy::{CompiledPolicy, MAX_POLICY_BYTES, PolicyErrors};
+use crate::runtime::files::{self, Digest, ReadError};
 use crate::runtime::telemetry::Metrics;
 
 /// A compiled policy and where it came from.
@@ -27,7 +27,7 @@ pub struct PolicySnapshot {
     pub generation: u64,
     /// Where the text came from (a path or `namespace/name`).
     pub origin: String,
-    content_hash: u64,
+    content: Digest,
 }
 
 /// What [`PolicyStore::apply`] did.
@@ -42,14 +42,10 @@ pub enum Applied {
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadPolicyError {
-    /// The file could not be read.
-    #[error("cannot read policy file {path}: {cause}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        cause: std::io::Error,
-    },
+    /// The file could not be read: missing, unreadable, not a regular
+    /// file, or larger than [`MAX_POLICY_BYTES`].
+    #[error("policy file: {0}")]
+    Read(#[from] ReadError),
     /// The text is not a valid policy.
     #[error("invalid policy from {origin}:\n{errors}")]
     Invalid {
@@ -65,10 +61,10 @@ pub enum LoadPolicyError {
 pub struct PolicyStore {
     current: ArcSwapOption<PolicySnapshot>,
     generation: AtomicU64,
-    /// The last text rejected (its hash and errors), so that a source
+    /// The last text rejected (its digest and errors), so that a source
     /// offering the same bad text again (a file re-read every interval, a
     /// relist) gets the same answer without a second parse, counted once.
-    last_rejected: Mutex<Option<(u64, PolicyErrors)>>,
+    last_rejected: Mutex<Option<(Digest, PolicyErrors)>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -88,7 +84,7 @@ impl PolicyStore {
 
     /// The last rejection. A panic elsewhere while it was held cannot have
     /// left it half-written (it is replaced whole), so poisoning is ignored.
-    fn rejected(&self) -> std::sync::MutexGuard<'_, Option<(u64, PolicyErrors)>> {
+    fn rejected(&self) -> std::sync::MutexGuard<'_, Option<(Digest, PolicyErrors)>> {
         self.last_rejected
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -102,13 +98,9 @@ impl PolicyStore {
     /// Parses, validates and compiles `text`; puts it in force if valid.
     /// On error the policy in force stays as it was.
     pub fn apply(&self, text: &str, origin: &str) -> Result<Applied, LoadPolicyError> {
-        let content_hash = {
-            let mut h = DefaultHasher::new();
-            text.hash(&mut h);
-            h.finish()
-        };
+        let content = Digest::of(&[text.as_bytes()]);
         if let Some(current) = self.current.load().as_ref()
-            && current.content_hash == content_hash
+            && current.content == content
             && current.origin == origin
         {
             *self.rejected() = None;
@@ -118,8 +110,8 @@ impl PolicyStore {
             origin: origin.to_owned(),
             errors,
         };
-        if let Some((hash, errors)) = self.rejected().as_ref()
-            && *hash == content_hash
+        if let Some((digest, errors)) = self.rejected().as_ref()
+            && *digest == content
         {
             return Err(invalid(errors.clone()));
         }
@@ -129,7 +121,7 @@ impl PolicyStore {
                 if let Some(m) = &self.metrics {
                     m.policy_rejected();
                 }
-                *self.rejected() = Some((content_hash, errors.clone()));
+                *self.rejected() = Some((content, errors.clone()));
                 return Err(invalid(errors));
             }
         };
@@ -142,7 +134,7 @@ impl PolicyStore {
             policy,
             generation,
             origin: origin.to_owned(),
-            content_hash,
+            content,
         })));
         Ok(Applied::Loaded(generation))
     }
@@ -165,12 +157,13 @@ impl FileSource {
         &self.path
     }
 
-    /// Reads the file and applies it to `store`.
+    /// Reads the file and applies it to `store`. At most
+    /// [`MAX_POLICY_BYTES`] + 1 bytes are read, and only from a regular file
+    /// (see [`files::read_regular`]): a FIFO, `/dev/zero` or a huge file is
+    /// refused without blocking and without costing memory.
     pub fn reload(&self, store: &PolicyStore) -> Result<Applied, LoadPolicyError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|cause| LoadPolicyError::Read {
-            path: self.path.clone(),
-            cause,
-        })?;
+        let bytes = files::read_regular(&self.path, MAX_POLICY_BYTES)?;
+        let text = files::into_text(bytes, &self.path)?;
         store.apply(&text, &self.path.display().to_string())
     }
 }
@@ -255,7 +248,10 @@ mod tests {
 
         std::fs::remove_file(dir.path().join("policy.yaml")).expect("rm");
         let err = source.reload(&store).expect_err("missing");
-        assert!(err.to_string().contains("cannot read policy file"), "{err}");
+        assert!(
+            err.to_string().starts_with("policy file: cannot read"),
+            "{err}"
+        );
         assert_eq!(store.current().expect("kept").generation, 2);
     }
 }

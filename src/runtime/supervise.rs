@@ -160,12 +160,14 @@ impl Supervisor {
     }
 }
 
-/// Runs `job` on the blocking pool every `interval` until `stop` turns true.
+/// Runs `job` on the blocking pool every `interval`, and at once whenever
+/// `wake` changes (`serve` bumps it on SIGHUP), until `stop` turns true.
 /// File reads and policy compiles happen there, never on the async workers.
 /// A panic in `job` ends this task with an error, for its supervisor to
 /// restart it.
 pub async fn every<J>(
     interval: Duration,
+    mut wake: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
     job: J,
 ) -> anyhow::Result<()>
@@ -176,9 +178,20 @@ where
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    // Changes made before this task (re)started are not a request to it.
+    wake.mark_unchanged();
+    let mut wake_open = true;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            changed = wake.changed(), if wake_open => {
+                if changed.is_err() {
+                    // The sender is gone: only the interval is left.
+                    wake_open = false;
+                    continue;
+                }
+                ticker.reset();
+            }
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
         let Some(mut current) = job.take() else {
@@ -263,13 +276,49 @@ mod tests {
             let runs = runs.clone();
             move |stop| {
                 let runs = runs.clone();
-                every(Duration::from_secs(1), stop, move || {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                })
+                every(
+                    Duration::from_secs(1),
+                    watch::channel(0).1,
+                    stop,
+                    move || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                    },
+                )
             }
         });
         tokio::time::sleep(Duration::from_millis(3500)).await;
         supervisor.shutdown().await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_runs_the_job_at_once() {
+        let mut supervisor = Supervisor::new();
+        let runs = Arc::new(AtomicU32::new(0));
+        let (wake_tx, wake_rx) = watch::channel(0u64);
+        supervisor.spawn("tick", {
+            let runs = runs.clone();
+            move |stop| {
+                let runs = runs.clone();
+                every(
+                    Duration::from_secs(3600),
+                    wake_rx.clone(),
+                    stop,
+                    move || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                    },
+                )
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        wake_tx.send_modify(|n| *n += 1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // With the sender gone the interval still runs it.
+        drop(wake_tx);
+        tokio::time::sleep(Duration::from_secs(3601)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        supervisor.shutdown().await;
     }
 }

@@ -85,8 +85,25 @@ impl Authority {
         &self.cert_pem
     }
 
-    /// Issues a serving certificate for `hosts` (DNS names or IP addresses).
+    /// Issues a serving certificate for `hosts` (DNS names or IP addresses),
+    /// valid from five minutes ago for a year.
     pub fn issue(&self, hosts: &[String]) -> Result<Issued, CertsError> {
+        let now = time::OffsetDateTime::now_utc();
+        self.issue_for(
+            hosts,
+            now - time::Duration::minutes(5),
+            now + time::Duration::days(VALIDITY_DAYS),
+        )
+    }
+
+    /// Issues a serving certificate for `hosts` valid from `not_before` to
+    /// `not_after` (tests use it for expired and future certificates).
+    pub fn issue_for(
+        &self,
+        hosts: &[String],
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Result<Issued, CertsError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.subject_alt_names = hosts
@@ -101,7 +118,8 @@ impl Authority {
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        validity(&mut params);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),

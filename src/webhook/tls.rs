@@ -3,13 +3,14 @@
 //!
 //! [`CertStore`] loads `--tls-cert`/`--tls-key`, and [`CertStore::reload`]
 //! re-reads both paths; a new pair replaces the served one only when both
-//! parse and the key matches the certificate, so a half-written rotation never
-//! breaks the listener. Reading by path on every reload follows the kubelet's
-//! `..data` symlink swap of Secret volumes. New handshakes pick the current
-//! pair through [`ResolvesServerCert`]; open connections keep theirs.
+//! parse, the key matches the certificate, and the certificate is valid now
+//! (neither expired nor not yet valid), so a half-written rotation or a
+//! stale copy never breaks the listener. Reading by path on every reload
+//! follows the kubelet's `..data` symlink swap of Secret volumes. New
+//! handshakes pick the current pair through [`ResolvesServerCert`]; open
+//! connections keep theirs. The validity period is read with `x509-parser`.
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,23 +22,32 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::runtime::files::{self, Digest, ReadError};
+
+/// Largest certificate chain or key file read (a chain is a few KB).
+pub const MAX_PEM_BYTES: usize = 1024 * 1024;
+
 /// Why a certificate/key pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadCertError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {cause}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        cause: std::io::Error,
-    },
+    /// A file could not be read (missing, unreadable, not a regular file,
+    /// or larger than [`MAX_PEM_BYTES`]).
+    #[error("{0}")]
+    Read(#[from] ReadError),
     /// The certificate file holds no usable PEM certificate.
     #[error("{path}: no PEM certificate found: {reason}")]
     Cert {
         /// The file.
         path: PathBuf,
         /// What was wrong.
+        reason: String,
+    },
+    /// The certificate is expired or not valid yet.
+    #[error("{path}: the certificate is {reason}; refusing to serve it")]
+    NotValidNow {
+        /// The file.
+        path: PathBuf,
+        /// Expired when, or valid from when.
         reason: String,
     },
     /// The key file holds no usable PEM private key.
@@ -72,8 +82,9 @@ pub enum Reload {
 /// A loaded pair, with what we tell operators about it.
 struct Loaded {
     key: Arc<CertifiedKey>,
-    content_hash: u64,
-    not_after: Option<SystemTime>,
+    content: Digest,
+    /// The leaf's notAfter, seconds since the Unix epoch.
+    not_after: i64,
 }
 
 /// The served certificate, swappable at run time.
@@ -99,7 +110,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 impl CertStore {
-    /// Loads the pair at `cert_path`/`key_path`.
+    /// Loads the pair at `cert_path`/`key_path`; a certificate that is not
+    /// valid now is refused like a broken one.
     pub fn load(
         cert_path: impl Into<PathBuf>,
         key_path: impl Into<PathBuf>,
@@ -107,7 +119,8 @@ impl CertStore {
         let cert_path = cert_path.into();
         let key_path = key_path.into();
         let provider = provider();
-        let loaded = read_pair(&cert_path, &key_path, &provider)?;
+        let (cert, key) = read_files(&cert_path, &key_path)?;
+        let loaded = parse_pair(&cert, &key, &cert_path, &key_path, &provider)?;
         Ok(CertStore {
             cert_path,
             key_path,
@@ -120,7 +133,7 @@ impl CertStore {
     /// On error the previous pair stays in service.
     pub fn reload(&self) -> Result<Reload, LoadCertError> {
         let (cert, key) = read_files(&self.cert_path, &self.key_path)?;
-        if hash_pair(&cert, &key) == self.current.load().content_hash {
+        if Digest::of(&[&cert, &key]) == self.current.load().content {
             return Ok(Reload::Unchanged);
         }
         let loaded = parse_pair(&cert, &key, &self.cert_path, &self.key_path, &self.provider)?;
@@ -128,18 +141,18 @@ impl CertStore {
         Ok(Reload::Replaced)
     }
 
-    /// When the served certificate expires, if its validity could be read.
+    /// When the served certificate expires.
     pub fn not_after(&self) -> Option<SystemTime> {
-        self.current.load().not_after
+        let secs = self.current.load().not_after;
+        match u64::try_from(secs) {
+            Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
+            Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs())),
+        }
     }
 
     /// Seconds since the Unix epoch at which the served certificate expires.
     pub fn not_after_unix(&self) -> Option<i64> {
-        let t = self.not_after()?;
-        Some(match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-        })
+        Some(self.current.load().not_after)
     }
 
     /// The certificate file path.
@@ -166,29 +179,10 @@ impl ResolvesServerCert for CertStore {
 }
 
 fn read_files(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), LoadCertError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|cause| LoadCertError::Read {
-            path: path.to_owned(),
-            cause,
-        })
-    };
-    Ok((read(cert_path)?, read(key_path)?))
-}
-
-fn read_pair(
-    cert_path: &Path,
-    key_path: &Path,
-    provider: &CryptoProvider,
-) -> Result<Loaded, LoadCertError> {
-    let (cert, key) = read_files(cert_path, key_path)?;
-    parse_pair(&cert, &key, cert_path, key_path, provider)
-}
-
-fn hash_pair(cert: &[u8], key: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    cert.hash(&mut h);
-    key.hash(&mut h);
-    h.finish()
+    Ok((
+        files::read_regular(cert_path, MAX_PEM_BYTES)?,
+        files::read_regular(key_path, MAX_PEM_BYTES)?,
+    ))
 }
 
 fn parse_pair(
@@ -198,19 +192,33 @@ fn parse_pair(
     key_path: &Path,
     provider: &CryptoProvider,
 ) -> Result<Loaded, LoadCertError> {
+    let cert_error = |reason: String| LoadCertError::Cert {
+        path: cert_path.to_owned(),
+        reason,
+    };
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LoadCertError::Cert {
-            path: cert_path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| cert_error(e.to_string()))?;
     let Some(leaf) = chain.first() else {
-        return Err(LoadCertError::Cert {
-            path: cert_path.to_owned(),
-            reason: "the file has no CERTIFICATE block".into(),
-        });
+        return Err(cert_error("the file has no CERTIFICATE block".into()));
     };
-    let not_after = not_after(leaf);
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| cert_error(format!("the first certificate does not parse: {e}")))?;
+    let validity = parsed.validity();
+    let now = x509_parser::time::ASN1Time::now();
+    if now < validity.not_before {
+        return Err(LoadCertError::NotValidNow {
+            path: cert_path.to_owned(),
+            reason: format!("not valid before {}", validity.not_before),
+        });
+    }
+    if now > validity.not_after {
+        return Err(LoadCertError::NotValidNow {
+            path: cert_path.to_owned(),
+            reason: format!("expired since {}", validity.not_after),
+        });
+    }
+    let not_after = validity.not_after.timestamp();
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| LoadCertError::Key {
         path: key_path.to_owned(),
         reason: e.to_string(),
@@ -223,83 +231,9 @@ fn parse_pair(
         })?;
     Ok(Loaded {
         key: Arc::new(certified),
-        content_hash: hash_pair(cert_pem, key_pem),
+        content: Digest::of(&[cert_pem, key_pem]),
         not_after,
     })
-}
-
-/// Reads `tbsCertificate.validity.notAfter` from a DER certificate.
-fn not_after(cert: &[u8]) -> Option<SystemTime> {
-    let (_, cert_body, _) = der_tlv(cert)?;
-    let (_, tbs, _) = der_tlv(cert_body)?;
-    let mut rest = tbs;
-    let (tag, _, after) = der_tlv(rest)?;
-    // Skip the optional explicit [0] version.
-    if tag == 0xa0 {
-        rest = after;
-    }
-    // serialNumber, signature, issuer
-    for _ in 0..3 {
-        rest = der_tlv(rest)?.2;
-    }
-    let (_, validity, _) = der_tlv(rest)?;
-    let (_, _, after_not_before) = der_tlv(validity)?;
-    let (tag, time, _) = der_tlv(after_not_before)?;
-    parse_asn1_time(tag, time)
-}
-
-/// Splits one DER TLV: (tag, contents, rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, mut rest) = rest.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (bytes, after) = rest.split_at(n);
-        rest = after;
-        bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, rest) = rest.split_at(len);
-    Some((tag, contents, rest))
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
-fn parse_asn1_time(tag: u8, bytes: &[u8]) -> Option<SystemTime> {
-    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
-    let (year, rest) = match tag {
-        0x17 if text.len() == 12 => {
-            let yy: i64 = text.get(..2)?.parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, text.get(2..)?)
-        }
-        0x18 if text.len() == 14 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
-        _ => return None,
-    };
-    let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
-    let (month, day, hour, min, sec) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3_600 + min * 60 + sec;
-    let secs = u64::try_from(secs).ok()?;
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -339,11 +273,11 @@ mod tests {
         let (cert_a, key_a) = write_pair(dir.path(), "a", &["localhost"]);
         let (_, key_b) = write_pair(dir.path(), "b", &["localhost"]);
         let store = CertStore::load(&cert_a, &key_a).expect("loads");
-        let before = store.current.load().content_hash;
+        let before = store.current.load().content;
         std::fs::copy(&key_b, &key_a).expect("copy");
         let err = store.reload().expect_err("mismatch");
         assert!(matches!(err, LoadCertError::Pair { .. }), "{err}");
-        assert_eq!(store.current.load().content_hash, before);
+        assert_eq!(store.current.load().content, before);
         assert!(CertStore::load(&cert_a, &key_a).is_err());
     }
 
@@ -372,18 +306,43 @@ mod tests {
     }
 
     #[test]
-    fn asn1_times_convert() {
-        let t = parse_asn1_time(0x17, b"250102030405Z").expect("utc");
-        assert_eq!(
-            t.duration_since(UNIX_EPOCH).expect("after").as_secs(),
-            1_735_787_045
-        );
-        let t = parse_asn1_time(0x18, b"20500102030405Z").expect("generalized");
-        assert_eq!(
-            t.duration_since(UNIX_EPOCH).expect("after").as_secs(),
-            2_524_705_445
-        );
-        assert!(parse_asn1_time(0x17, b"2501Z").is_none());
-        assert!(der_tlv(&[0x30, 0x85, 1, 1, 1, 1, 1]).is_none());
+    fn expired_and_future_certificates_are_refused_and_the_old_pair_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = write_pair(dir.path(), "a", &["localhost"]);
+        let store = CertStore::load(&cert, &key).expect("loads");
+        let served = store.current.load().content;
+        let ca = certs::Authority::generate("test ca").expect("ca");
+        let hosts = ["localhost".to_owned()];
+        let now = time::OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        for (issued, says) in [
+            (
+                ca.issue_for(&hosts, now - 10 * day, now - day),
+                "expired since",
+            ),
+            (
+                ca.issue_for(&hosts, now + day, now + 10 * day),
+                "not valid before",
+            ),
+        ] {
+            let issued = issued.expect("issue");
+            std::fs::write(&cert, &issued.cert_pem).expect("write");
+            std::fs::write(&key, &issued.key_pem).expect("write");
+            let err = store.reload().expect_err("not valid now");
+            assert!(matches!(err, LoadCertError::NotValidNow { .. }), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(err.to_string().contains("refusing to serve it"), "{err}");
+            assert_eq!(store.current.load().content, served);
+            let err = CertStore::load(&cert, &key).expect_err("refused at startup too");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn certificate_files_must_be_regular_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, key) = write_pair(dir.path(), "a", &["localhost"]);
+        let err = CertStore::load("/dev/zero", &key).expect_err("device");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

@@ -279,3 +279,32 @@ fn errors_have_positive_positions_and_display_one_per_line() {
     assert_eq!(err.0[0].path, "rules[0].name");
     assert_eq!((err.0[0].line, err.0[0].column), (2, 9));
 }
+
+#[test]
+fn an_alias_bomb_is_refused_without_expanding_it() {
+    // Nine anchors, each a list of nine aliases of the one before: expanded,
+    // 9^9 strings. The loader never expands aliases: every anchor and
+    // alias is an error at its place, and nothing is copied.
+    let mut text = format!("a0: &a0 [{}]\n", ["x"; 9].join(", "));
+    for i in 1..9 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    text.push_str("rules: *a8\n");
+    let got = errors_of(&text);
+    let anchors = got
+        .iter()
+        .filter(|e| e.contains("YAML anchors are not supported"))
+        .count();
+    let aliases = got
+        .iter()
+        .filter(|e| e.contains("YAML aliases are not supported"))
+        .count();
+    assert_eq!((anchors, aliases), (9, 8 * 9 + 1), "{got:#?}");
+    assert!(
+        got.iter().any(|e| e.starts_with("1:9: a0: YAML anchors")),
+        "{got:#?}"
+    );
+    let err = crate::core::policy::CompiledPolicy::from_text(&text).expect_err("bomb");
+    assert!(err.0.len() >= 82);
+}
