@@ -119,7 +119,7 @@ fn explain_prints_one_json_object_per_image() {
         .to_owned();
     assert_eq!(
         first,
-        r#"{"image":"nginx","registry":"docker.io","repository":"library/nginx","tag":null,"digest":null,"rules":["dockerhub"],"secrets":["dockerhub-creds"],"managed":{"dockerhub-creds":null}}"#
+        r#"{"image":"nginx","registry":"docker.io","repository":"library/nginx","tag":null,"digest":null,"rules":["dockerhub"],"secrets":["dockerhub-creds"],"managed":{"dockerhub-creds":"pull-secret-injector/dockerhub-creds"}}"#
     );
     let lines: Vec<Value> = text(&out.stdout)
         .lines()
@@ -129,7 +129,7 @@ fn explain_prints_one_json_object_per_image() {
         lines[0],
         json!({"image": "nginx", "registry": "docker.io", "repository": "library/nginx",
                "tag": null, "digest": null, "rules": ["dockerhub"], "secrets": ["dockerhub-creds"],
-               "managed": {"dockerhub-creds": null}})
+               "managed": {"dockerhub-creds": "pull-secret-injector/dockerhub-creds"}})
     );
     assert_eq!(lines[1]["tag"], "1.2");
     assert_eq!(lines[1]["rules"], json!(["corp-harbor"]));
