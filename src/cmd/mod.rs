@@ -27,7 +27,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the webhook (HTTPS admission endpoint, health, metrics).
-    Serve(serve::ServeArgs),
+    // Boxed: its flags outweigh every other command's.
+    Serve(Box<serve::ServeArgs>),
     /// Apply the policy offline to an AdmissionReview or a Pod (YAML or JSON).
     Mutate(mutate::MutateArgs),
     /// Show how images normalize and which rules and secrets they get.
@@ -42,7 +43,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Mutate(args) => mutate::run(args),
         Command::Explain(args) => explain::run(args),
         Command::CheckPolicy(args) => return check_policy::run(args),

@@ -81,9 +81,17 @@ pub struct ServeArgs {
     /// hold four times this much between them; more wait for none and get 503.
     #[arg(long, env = "PSI_MAX_BODY_BYTES", default_value_t = http::DEFAULT_MAX_BODY_BYTES, value_parser = parse_body_limit)]
     pub max_body_bytes: usize,
-    /// Most TLS connections open at once; further ones are closed on accept.
+    /// Most TLS connections open at once. When all are taken, the one quiet
+    /// the longest that is not being answered is closed to make room.
     #[arg(long, env = "PSI_MAX_CONNECTIONS", default_value_t = server::DEFAULT_MAX_CONNECTIONS, value_parser = parse_connection_limit)]
     pub max_connections: usize,
+    /// Most connections to the metrics listener open at once (same rule).
+    #[arg(long, env = "PSI_METRICS_MAX_CONNECTIONS", default_value_t = server::DEFAULT_METRICS_MAX_CONNECTIONS, value_parser = parse_connection_limit)]
+    pub metrics_max_connections: usize,
+    /// A connection with no request open for this long is closed; for
+    /// HTTP/1.1 also the deadline for a request's headers.
+    #[arg(long, env = "PSI_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
     /// Namespace labels for selectors: how long to wait when fetching a
     /// namespace the cache has not seen yet.
     #[arg(long, env = "PSI_NAMESPACE_LOOKUP_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
@@ -130,6 +138,8 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// TLS listener limits.
     pub server: Limits,
+    /// Metrics listener limits.
+    pub metrics_server: Limits,
     /// Router limits.
     pub http: HttpLimits,
     /// Wait for a namespace the cache has not seen yet.
@@ -160,6 +170,8 @@ impl ServeConfig {
             handshake_timeout,
             max_body_bytes,
             max_connections,
+            metrics_max_connections,
+            idle_timeout,
             namespace_lookup_timeout,
             pod_name,
             report_only,
@@ -176,9 +188,15 @@ impl ServeConfig {
             shutdown_grace,
             server: Limits {
                 handshake: handshake_timeout,
+                idle: idle_timeout,
                 drain: drain_timeout,
                 max_connections,
-                ..Limits::default()
+            },
+            metrics_server: Limits {
+                handshake: handshake_timeout,
+                idle: idle_timeout,
+                drain: drain_timeout,
+                max_connections: metrics_max_connections,
             },
             http: HttpLimits {
                 max_body_bytes,
@@ -436,24 +454,61 @@ impl Bound {
         if config.dev {
             print_dev_hint(local, &config.tls_cert);
         }
+        let (tls_limits, metrics_limits) = fd_budget(config.server, config.metrics_server);
         let metrics_router = http::metrics_router(metrics.clone());
         let mut metrics_stop = supervisor.stop_signal();
         let metrics_server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = metrics_stop.wait_for(|s| *s).await;
             };
-            if let Err(err) = server::serve_plain(metrics_listener, metrics_router, shutdown).await
-            {
-                tracing::error!(error = %err, "metrics listener failed");
-            }
+            server::serve_plain(metrics_listener, metrics_router, metrics_limits, shutdown).await;
         });
         let router = http::router(state.clone(), config.http);
-        server::serve_tls(listener, tls_config, router, config.server, shutdown).await;
+        server::serve_tls(listener, tls_config, router, tls_limits, shutdown).await;
         supervisor.shutdown().await;
         let _ = metrics_server.await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// File descriptors kept for everything but client connections: the
+/// listeners, the policy and certificate files, the API client, logs.
+const RESERVED_FDS: u64 = 64;
+
+/// Splits the process's file descriptors between the two listeners: raises
+/// the soft limit to the hard one, and when the connection caps together
+/// still do not fit beside [`RESERVED_FDS`], lowers them (the metrics
+/// listener keeps at most an eighth) and says so. Without this, idle
+/// connections to one port could use up the descriptors and make the other
+/// port and file reloads fail with "Too many open files".
+fn fd_budget(tls: Limits, metrics: Limits) -> (Limits, Limits) {
+    let limit = server::raise_fd_limit();
+    let wanted = (tls.max_connections + metrics.max_connections) as u64 + RESERVED_FDS;
+    if wanted <= limit {
+        return (tls, metrics);
+    }
+    let usable = usize::try_from(limit.saturating_sub(RESERVED_FDS))
+        .unwrap_or(usize::MAX)
+        .max(2);
+    let metrics_max = metrics.max_connections.min(usable / 8).max(1);
+    let tls_max = tls.max_connections.min(usable - metrics_max).max(1);
+    tracing::warn!(
+        fd_limit = limit,
+        max_connections = tls_max,
+        metrics_max_connections = metrics_max,
+        "the file-descriptor limit cannot hold the connection caps; serving with lower caps"
+    );
+    (
+        Limits {
+            max_connections: tls_max,
+            ..tls
+        },
+        Limits {
+            max_connections: metrics_max,
+            ..metrics
+        },
+    )
 }
 
 /// Creates a localhost certificate set next to `cert` when none is there.

@@ -14,6 +14,7 @@ use super::patch;
 use super::pod::{ContainerView, PodView};
 use super::policy::{CompiledPolicy, NamespaceFacts};
 use super::query::{self, Matches};
+use super::redact;
 use super::review::{AuditAnnotations, Object, Request, Review};
 
 /// Warnings longer than this are cut; kube-apiserver cuts them at 256
@@ -375,10 +376,17 @@ impl fmt::Display for Warning<'_> {
                 container,
                 image,
                 err,
-            } => write!(
-                f,
-                "pull-secret-injector: {what} {container:?}: image {image:?} is not a valid reference ({err}); no pull secret added for it"
-            ),
+            } => {
+                // The user sees this; an image written with credentials
+                // (`user:pw@host/…`) is echoed without them.
+                let err = err.to_string();
+                write!(
+                    f,
+                    "pull-secret-injector: {what} {container:?}: image {:?} is not a valid reference ({}); no pull secret added for it",
+                    redact::image(image),
+                    redact::credentials_of(image, &err)
+                )
+            }
             Warning::UnknownLabels { rule, namespace } => write!(
                 f,
                 "pull-secret-injector: rule {rule:?} has a namespace selector but the labels of namespace {namespace:?} are unknown; the rule was not applied"

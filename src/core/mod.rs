@@ -23,5 +23,6 @@ pub mod pod;
 pub mod policy;
 pub mod query;
 pub mod reconcile;
+pub mod redact;
 pub mod review;
 pub mod yaml;

@@ -84,6 +84,8 @@ pub struct Request<'a> {
     pub uid: Cow<'a, str>,
     /// The kind of the object (`kind`).
     pub kind: GroupVersionKind<'a>,
+    /// `resource`; kube-apiserver always sends it.
+    pub resource: Option<GroupVersionResource<'a>>,
     /// `subResource`, e.g. `ephemeralcontainers`.
     pub sub_resource: Option<Cow<'a, str>>,
     /// `operation`: CREATE, UPDATE, DELETE or CONNECT.
@@ -112,15 +114,33 @@ pub enum Object<'a> {
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// The `request` keys we read; everything else is skipped.
+#[derive(Clone, Copy)]
 enum Field {
     Uid,
     Kind,
+    Resource,
     SubResource,
     Operation,
     Namespace,
     DryRun,
     Object,
     Other,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Uid => "uid",
+            Field::Kind => "kind",
+            Field::Resource => "resource",
+            Field::SubResource => "subResource",
+            Field::Operation => "operation",
+            Field::Namespace => "namespace",
+            Field::DryRun => "dryRun",
+            Field::Object => "object",
+            Field::Other => "",
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Field {
@@ -135,6 +155,7 @@ impl<'de> Deserialize<'de> for Field {
                 Ok(match key {
                     "uid" => Field::Uid,
                     "kind" => Field::Kind,
+                    "resource" => Field::Resource,
                     "subResource" => Field::SubResource,
                     "operation" => Field::Operation,
                     "namespace" => Field::Namespace,
@@ -164,6 +185,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
                 let mut request = Request {
                     uid: Cow::Borrowed(""),
                     kind: GroupVersionKind::default(),
+                    resource: None,
                     sub_resource: None,
                     operation: Cow::Borrowed(""),
                     namespace: None,
@@ -171,12 +193,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
                     object: None,
                 };
                 let mut uid = None;
+                // Duplicate keys are refused, like everywhere else in the
+                // review (serde's derived readers refuse them too): Go's
+                // encoding/json would take the last one, and kube-apiserver
+                // never writes any, so a body with duplicates was not
+                // written by it and gets a 400 rather than a guess.
+                let mut seen = 0u16;
                 while let Some(field) = map.next_key::<Field>()? {
+                    if !matches!(field, Field::Other) {
+                        let bit = 1u16 << (field as u16);
+                        if seen & bit != 0 {
+                            return Err(serde::de::Error::duplicate_field(field.name()));
+                        }
+                        seen |= bit;
+                    }
                     match field {
                         Field::Uid => uid = text(map.next_value()?),
                         Field::Kind => {
                             request.kind = map.next_value::<Option<_>>()?.unwrap_or_default()
                         }
+                        Field::Resource => request.resource = map.next_value()?,
                         Field::SubResource => request.sub_resource = text(map.next_value()?),
                         Field::Operation => {
                             request.operation = text(map.next_value()?).unwrap_or_default()
@@ -218,6 +254,20 @@ pub struct GroupVersionKind<'a> {
     pub kind: Cow<'a, str>,
 }
 
+/// `request.resource`.
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupVersionResource<'a> {
+    /// API group; empty for core.
+    #[serde(default, borrow)]
+    pub group: Cow<'a, str>,
+    /// API version.
+    #[serde(default, borrow)]
+    pub version: Cow<'a, str>,
+    /// Resource, e.g. `pods`.
+    #[serde(default, borrow)]
+    pub resource: Cow<'a, str>,
+}
+
 impl<'a> Review<'a> {
     /// Reads an AdmissionReview from a request body.
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeReviewError> {
@@ -239,9 +289,18 @@ impl<'a> Review<'a> {
 }
 
 impl Request<'_> {
-    /// True for core/v1 Pods.
+    /// True for core Pods reached through the `pods` resource. Another
+    /// resource whose kind is Pod is not a Pod the webhook patches (only
+    /// `pods` and its subresources are Pods being created or updated); a
+    /// review without `resource` (written by hand: kube-apiserver always
+    /// sends it) is taken at its kind.
     pub fn is_pod(&self) -> bool {
-        self.kind.group.is_empty() && self.kind.kind == "Pod"
+        self.kind.group.is_empty()
+            && self.kind.kind == "Pod"
+            && self
+                .resource
+                .as_ref()
+                .is_none_or(|r| r.group.is_empty() && r.resource == "pods")
     }
 }
 

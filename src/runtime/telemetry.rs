@@ -50,7 +50,7 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
         .with_writer(writer);
     // A second call (tests) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(TextFields).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -58,6 +58,168 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
             .try_init(),
     };
     guard
+}
+
+/// Field formatting of the text log format, safe against log injection.
+///
+/// Field values come from requests (uid, namespace, pod name, rule and
+/// secret names, errors quoting input), so a value must never be able to
+/// end the line or forge another field. A value is written as is when it
+/// has no whitespace, quote, backslash or control character (so ordinary
+/// values read `uid=3f2a…` as before); a value that is already a quoted,
+/// escaped string (a `&str` field, a `?` field of a string) is kept; any
+/// other value is written as a quoted string with escapes
+/// (`pod="x\nINFO fake"`). The message keeps its spaces and gets only its
+/// control characters escaped. JSON lines are escaped by the JSON writer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = TextVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct TextVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+thread_local! {
+    /// Scratch space for one field value, reused so that formatting a log
+    /// line does not allocate.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl TextVisitor<'_> {
+    fn separate(&mut self) -> std::fmt::Result {
+        if self.first {
+            self.first = false;
+            Ok(())
+        } else {
+            self.writer.write_char(' ')
+        }
+    }
+
+    fn name(&mut self, name: &str) -> std::fmt::Result {
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        if self.writer.has_ansi_escapes() {
+            write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")
+        } else {
+            write!(self.writer, "{name}=")
+        }
+    }
+
+    fn field(&mut self, name: &str, value: std::fmt::Arguments<'_>) {
+        use std::fmt::Write as _;
+        if self.result.is_err() {
+            return;
+        }
+        self.result = SCRATCH.with(|scratch| {
+            // A log line formatted while another is (a Display impl that
+            // logs) gets a fresh buffer instead of a panic.
+            let mut own = String::new();
+            let mut borrowed = scratch.try_borrow_mut();
+            let text = match &mut borrowed {
+                Ok(text) => &mut **text,
+                Err(_) => &mut own,
+            };
+            text.clear();
+            text.write_fmt(value)?;
+            self.separate()?;
+            if name == "message" {
+                write_escaped_controls(&mut self.writer, text)
+            } else {
+                self.name(name)?;
+                if is_plain(text) || is_quoted(text) {
+                    self.writer.write_str(text)
+                } else {
+                    write!(self.writer, "{text:?}")
+                }
+            }
+        });
+    }
+}
+
+impl tracing::field::Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.field("message", format_args!("{value}"));
+        } else {
+            self.field(field.name(), format_args!("{value:?}"));
+        }
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        self.field(field.name(), format_args!("{value}"));
+        if let Some(source) = value.source() {
+            let sources: Vec<String> = std::iter::successors(Some(source), |e| e.source())
+                .map(|e| format!("{:?}", e.to_string()))
+                .collect();
+            let name = format!("{}.sources", field.name());
+            self.field(&name, format_args!("[{}]", sources.join(", ")));
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.field(field.name(), format_args!("{value:?}"));
+    }
+}
+
+/// Safe to write unquoted: cannot end the line or start another field.
+fn is_plain(text: &str) -> bool {
+    text.chars()
+        .all(|c| !(c.is_whitespace() || c.is_control() || c == '"' || c == '\\'))
+}
+
+/// A complete double-quoted string whose inner quotes are escaped and that
+/// holds no raw control character or line break (what `{:?}` of a string
+/// writes).
+fn is_quoted(text: &str) -> bool {
+    let Some(inner) = text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    else {
+        return false;
+    };
+    let mut escaped = false;
+    for c in inner.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' || c.is_control() || (c.is_whitespace() && c != ' ') {
+            return false;
+        }
+    }
+    !escaped
+}
+
+/// The text with control characters and line separators escaped.
+fn write_escaped_controls(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
+    let mut rest = text;
+    while let Some(at) = rest.find(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}') {
+        out.write_str(&rest[..at])?;
+        let c = rest[at..].chars().next().unwrap_or_default();
+        write!(out, "{}", c.escape_default())?;
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.write_str(rest)
 }
 
 /// Names as one comma-separated log field (`corp-harbor,dockerhub`), which

@@ -13,15 +13,17 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Semaphore;
+use futures::StreamExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::core::decide::{Action, action, decide};
+use crate::core::redact;
 use crate::core::review::Review;
 use crate::runtime::namespace_labels::NamespaceLabels;
 use crate::runtime::policy_store::PolicyStore;
@@ -104,11 +106,15 @@ pub fn router(state: Arc<AppState>, limits: HttpLimits) -> Router {
     Router::new()
         .route(
             "/mutate",
-            post(mutate).route_layer(middleware::from_fn_with_state(budget, body_budget)),
+            post(
+                move |State(state): State<Arc<AppState>>, request: Request| {
+                    let budget = budget.clone();
+                    async move { mutate(state, &budget, request).await }
+                },
+            ),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -122,13 +128,16 @@ pub fn router(state: Arc<AppState>, limits: HttpLimits) -> Router {
         .with_state(state)
 }
 
-/// Bodies being received, together, may declare at most this many times
-/// the body limit. Pod reviews are 5–20 KB, so this never holds back real
-/// traffic; it stops a handful of clients that post maximal bodies at once
-/// from taking the process past its memory limit.
+/// Request bodies being received or answered may hold, together, at most
+/// this many times the body limit in memory. Pod reviews are 5–20 KB, so
+/// this never holds back real traffic; it stops a handful of clients that
+/// send maximal bodies at once from taking the process past its memory
+/// limit.
 const BODY_BUDGET_FACTOR: usize = 4;
 
-/// The memory that request bodies may take at once, in KiB permits.
+/// The memory that request bodies may hold at once, in byte permits, taken
+/// as bytes arrive (never by a size a client merely declares) and given
+/// back when the answer is written.
 struct BodyBudget {
     permits: Arc<Semaphore>,
     max_body_bytes: usize,
@@ -137,53 +146,111 @@ struct BodyBudget {
 
 impl BodyBudget {
     fn new(max_body_bytes: usize, metrics: Arc<Metrics>) -> Self {
-        let kib = max_body_bytes
-            .div_ceil(1024)
-            .saturating_mul(BODY_BUDGET_FACTOR);
+        let bytes = max_body_bytes.saturating_mul(BODY_BUDGET_FACTOR);
         BodyBudget {
-            permits: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+            permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
             max_body_bytes,
             metrics,
         }
     }
 }
 
-/// Reserves a request's declared body size (the whole limit when it
-/// declares none) before the body is read, and answers 503 at once when
-/// the budget is spent: kube-apiserver then applies the failurePolicy
-/// instead of the process being killed for its memory.
-async fn body_budget(
-    State(budget): State<Arc<BodyBudget>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bytes = match declared {
-        // Over the limit: refused with 413 before anything is read.
-        Some(n) if n > budget.max_body_bytes as u64 => return next.run(request).await,
-        Some(n) => usize::try_from(n).unwrap_or(budget.max_body_bytes),
-        None => budget.max_body_bytes,
-    };
-    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    let Ok(_reserved) = budget.permits.clone().try_acquire_many_owned(kib) else {
-        tracing::warn!(
-            bytes,
-            "request bodies in flight are over budget; answering 503"
-        );
-        budget
-            .metrics
-            .review("", telemetry::OUTCOME_ERROR, Duration::ZERO);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many large requests in flight; retry\n",
-        )
-            .into_response();
-    };
-    next.run(request).await
+/// Why a body was not read.
+enum BodyError {
+    /// Over `--max-body-bytes`, declared or received.
+    TooLarge,
+    /// The bodies in memory together hold the whole budget.
+    OverBudget,
+    /// The connection failed mid-body.
+    Read(axum::Error),
+}
+
+/// A received body and the budget it holds until dropped.
+struct Received {
+    bytes: Bytes,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl BodyBudget {
+    /// Takes `bytes` more from the budget into `held`.
+    fn charge(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let Ok(n) = u32::try_from(bytes) else {
+            return false;
+        };
+        match self.permits.clone().try_acquire_many_owned(n) {
+            Ok(permit) => {
+                match held {
+                    Some(h) => h.merge(permit),
+                    None => *held = Some(permit),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Reads a request body, refusing at once one that declares more than
+    /// the limit (so `Expect: 100-continue` gets no `100 Continue`), and
+    /// charging the budget for the memory the body takes as it arrives.
+    async fn read(&self, request: Request) -> Result<Received, BodyError> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(BodyError::TooLarge);
+        }
+        let mut held = None;
+        let mut stream = request.into_body().into_data_stream();
+        // The usual review arrives in one piece: kept as is, without a copy.
+        let mut first: Option<Bytes> = None;
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(BodyError::Read)?;
+            let len = first.as_ref().map_or(buf.len(), Bytes::len) + chunk.len();
+            if len > self.max_body_bytes {
+                return Err(BodyError::TooLarge);
+            }
+            if first.is_none() && buf.is_empty() {
+                if !self.charge(&mut held, chunk.len()) {
+                    return Err(BodyError::OverBudget);
+                }
+                first = Some(chunk);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                // From here on the body is copied into one buffer; the
+                // first piece's charge moves to the buffer's.
+                let target = (first.len() + chunk.len()).max(first.len() * 2);
+                let target = target.min(self.max_body_bytes);
+                if !self.charge(&mut held, target) {
+                    return Err(BodyError::OverBudget);
+                }
+                buf.reserve_exact(target);
+                buf.extend_from_slice(&first);
+                if let Some(h) = &mut held {
+                    // Give back what the first piece held.
+                    drop(h.split(first.len()));
+                }
+            } else if len > buf.capacity() {
+                let target = len.max(buf.capacity() * 2).min(self.max_body_bytes);
+                if !self.charge(&mut held, target - buf.capacity()) {
+                    return Err(BodyError::OverBudget);
+                }
+                buf.reserve_exact(target - buf.len());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let bytes = match first {
+            Some(first) => first,
+            None => Bytes::from(buf),
+        };
+        Ok(Received { bytes, _held: held })
+    }
 }
 
 /// While draining, HTTP/1.1 answers carry `Connection: close`, so clients
@@ -248,12 +315,45 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     "ok\n".into_response()
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn mutate(state: Arc<AppState>, budget: &BodyBudget, request: Request) -> Response {
+    let received = match budget.read(request).await {
+        Ok(received) => received,
+        Err(BodyError::TooLarge) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body over the limit of {} bytes\n",
+                    budget.max_body_bytes
+                ),
+            )
+                .into_response();
+        }
+        Err(BodyError::OverBudget) => {
+            tracing::warn!("request bodies in memory are over budget; answering 503");
+            budget
+                .metrics
+                .review("", telemetry::OUTCOME_ERROR, Duration::ZERO);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many large requests in flight; retry\n",
+            )
+                .into_response();
+        }
+        Err(BodyError::Read(err)) => {
+            tracing::debug!(error = %err, "request body not received");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("request body not received: {err}\n"),
+            )
+                .into_response();
+        }
+    };
+    let body = &received.bytes;
     let started = Instant::now();
     let metrics = &state.metrics;
     let _in_flight = metrics.in_flight();
 
-    let review = match Review::decode(&body) {
+    let review = match Review::decode(body) {
         Ok(review) => review,
         Err(err) => {
             tracing::warn!(error = %err, bytes = body.len(), "rejected a request body that is not an AdmissionReview");
@@ -261,7 +361,9 @@ async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response();
         }
     };
-    tracing::debug!(review = %String::from_utf8_lossy(&body), "admission review received");
+    // Env values, annotation values, userInfo.extra and credentials in
+    // images are redacted even here.
+    tracing::debug!(review = %redact::review(body), "admission review received");
     let request = &review.request;
 
     let Some(snapshot) = state.policy.current() else {

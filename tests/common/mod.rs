@@ -45,6 +45,7 @@ pub fn fixture(name: &str) -> Value {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TestLimits {
     pub server: Limits,
+    pub metrics: Option<Limits>,
     pub http: http::HttpLimits,
     pub report_only: bool,
 }
@@ -67,6 +68,7 @@ pub fn serve_config(
         reload_interval: Duration::from_secs(1),
         shutdown_grace: Duration::ZERO,
         server: limits.server,
+        metrics_server: limits.metrics.unwrap_or_else(Limits::metrics),
         http: limits.http,
         namespace_lookup_timeout: Duration::from_secs(2),
         pod_name: None,
