@@ -111,6 +111,7 @@ impl ConfigMapWatch {
             Some(current) => format!("policy generation {} stays in force", current.generation),
             None => "no policy is loaded, so the webhook is not ready".to_owned(),
         };
+        self.store.source_unusable();
         tracing::error!(configmap = %self.origin(), "policy ConfigMap deleted; {kept}");
         Report {
             reason: "PolicyRejected",
@@ -131,6 +132,7 @@ impl ConfigMapWatch {
                 "ConfigMap has no key {POLICY_KEY:?} (keys: [{}]); the last valid policy stays in force",
                 keys.join(", ")
             );
+            self.store.source_unusable();
             tracing::error!(configmap = %self.origin(), "{note}");
             return Some(Report {
                 reason: "PolicyRejected",

@@ -98,6 +98,23 @@ impl PolicyStore {
     /// Parses, validates and compiles `text`; puts it in force if valid.
     /// On error the policy in force stays as it was.
     pub fn apply(&self, text: &str, origin: &str) -> Result<Applied, LoadPolicyError> {
+        let result = self.apply_text(text, origin);
+        if let Some(m) = &self.metrics {
+            m.policy_source_rejected(result.is_err());
+        }
+        result
+    }
+
+    /// Records that the source's content cannot be used at all (an
+    /// unreadable file, a deleted ConfigMap, a missing key): the policy in
+    /// force stays, and `policy_source_rejected` says so.
+    pub fn source_unusable(&self) {
+        if let Some(m) = &self.metrics {
+            m.policy_source_rejected(true);
+        }
+    }
+
+    fn apply_text(&self, text: &str, origin: &str) -> Result<Applied, LoadPolicyError> {
         let content = Digest::of(&[text.as_bytes()]);
         if let Some(current) = self.current.load().as_ref()
             && current.content == content
@@ -162,8 +179,9 @@ impl FileSource {
     /// (see [`files::read_regular`]): a FIFO, `/dev/zero` or a huge file is
     /// refused without blocking and without costing memory.
     pub fn reload(&self, store: &PolicyStore) -> Result<Applied, LoadPolicyError> {
-        let bytes = files::read_regular(&self.path, MAX_POLICY_BYTES)?;
-        let text = files::into_text(bytes, &self.path)?;
+        let text = files::read_regular(&self.path, MAX_POLICY_BYTES)
+            .and_then(|bytes| files::into_text(bytes, &self.path))
+            .inspect_err(|_| store.source_unusable())?;
         store.apply(&text, &self.path.display().to_string())
     }
 }
@@ -182,9 +200,19 @@ mod tests {
         assert!(!store.is_loaded());
         assert!(store.apply("rules: [{name: x}]", "test").is_err());
         assert!(!store.is_loaded());
+        assert!(
+            metrics
+                .encode()
+                .contains("pull_secret_injector_policy_source_rejected 1")
+        );
         assert_eq!(
             store.apply(GOOD, "test").expect("valid"),
             Applied::Loaded(1)
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains("pull_secret_injector_policy_source_rejected 0")
         );
         let err = store
             .apply("rules:\n- name: BAD\n", "test")

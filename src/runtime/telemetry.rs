@@ -268,6 +268,7 @@ pub struct Metrics {
     in_flight: Gauge,
     policy_generation: Gauge,
     policy_rules: Gauge,
+    policy_source_rejected: Gauge,
     policy_reloads: Family<ResultLabels, Counter>,
     cert_expiry: Gauge<i64, AtomicI64>,
     cert_reloads: Family<ResultLabels, Counter>,
@@ -339,6 +340,12 @@ impl Metrics {
             policy_generation.clone(),
         );
         let policy_rules = Gauge::default();
+        let policy_source_rejected = Gauge::default();
+        registry.register(
+            "policy_source_rejected",
+            "1 while the policy source's current content is rejected (invalid, unreadable, deleted, no policy.yaml key) and the last valid policy, or none, stays in force; 0 once it loads or returns to the policy in force",
+            policy_source_rejected.clone(),
+        );
         registry.register(
             "policy_rules",
             "Number of rules in the policy in force",
@@ -373,6 +380,7 @@ impl Metrics {
             in_flight,
             policy_generation,
             policy_rules,
+            policy_source_rejected,
             policy_reloads,
             cert_expiry,
             cert_reloads,
@@ -431,6 +439,11 @@ impl Metrics {
         self.policy_reloads
             .get_or_create(&ResultLabels { result: "loaded" })
             .inc();
+    }
+
+    /// Records whether the policy source's current content is rejected.
+    pub fn policy_source_rejected(&self, rejected: bool) {
+        self.policy_source_rejected.set(i64::from(rejected));
     }
 
     /// Records a rejected policy.
