@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod args;
+pub mod audit;
 pub mod certs;
 pub mod check_policy;
 pub mod explain;
@@ -37,6 +38,9 @@ enum Command {
     CheckPolicy(check_policy::CheckPolicyArgs),
     /// Generate a CA and a serving certificate for the webhook's Service.
     Certs(certs::CertsArgs),
+    /// List the Pods whose images lack the secrets the policy gives them,
+    /// or list secrets that cannot work (exit 1 when there are findings).
+    Audit(audit::AuditArgs),
 }
 
 /// Parses argv and runs the chosen subcommand.
@@ -47,6 +51,7 @@ pub fn run() -> ExitCode {
         Command::Mutate(args) => mutate::run(args),
         Command::Explain(args) => explain::run(args),
         Command::CheckPolicy(args) => return check_policy::run(args),
+        Command::Audit(args) => return audit::run(args),
         Command::Certs(args) => certs::run(args),
     };
     match result {

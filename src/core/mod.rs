@@ -14,8 +14,10 @@
 //! - [`decide`]: what to answer for one review; [`patch`]: the JSON Patch.
 //! - [`reconcile`]: what `sync` writes: wanted copies of managed secrets
 //!   against observed ones.
+//! - [`audit`]: what `audit` finds wrong with a Pod's images and secrets.
 //! - [`yaml`]: YAML ⇄ JSON for the offline commands.
 
+pub mod audit;
 pub mod decide;
 pub mod image;
 pub mod patch;

@@ -34,6 +34,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+mod audit_rbac;
+mod listing;
 mod rbac;
 
 use std::collections::BTreeMap;
@@ -152,6 +154,8 @@ pub struct FakeApi {
     configmap_tx: broadcast::Sender<Line>,
     namespace_tx: broadcast::Sender<Line>,
     drop_tx: Arc<watch::Sender<u64>>,
+    /// Pods, Secrets and workloads, listed in pages ([`listing`]).
+    listing: Arc<Mutex<listing::Objects>>,
     pub addr: SocketAddr,
 }
 
@@ -173,6 +177,7 @@ impl FakeApi {
             configmap_tx: broadcast::channel(64).0,
             namespace_tx: broadcast::channel(64).0,
             drop_tx: Arc::new(watch::channel(0).0),
+            listing: Arc::default(),
             addr,
         };
         let app = Router::new().fallback(handle).with_state(fake.clone());
@@ -767,6 +772,9 @@ async fn handle(
         // (whose RequestInfo namespace is NAME) only.
         ("", "v1", "namespaces", "") if request.namespace == request.name => {
             read(&fake, &what, Kind::Namespaces, &request, &query, &headers)
+        }
+        (group, "v1", resource, "") if listing::serves(group, resource) => {
+            listing::read(&fake, &what, &request, &query, &headers)
         }
         ("events.k8s.io", "v1", "events", "") if !request.namespace.is_empty() => {
             match request.verb {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -101,6 +102,7 @@ pub fn check_document(value: &Value, origin: &str) {
         ("v1", "ConfigMap") => parses::<ConfigMap>(value, origin),
         ("v1", "Secret") => parses::<Secret>(value, origin),
         ("apps/v1", "Deployment") => parses::<Deployment>(value, origin),
+        ("batch/v1", "CronJob") => parses::<CronJob>(value, origin),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => parses::<ClusterRole>(value, origin),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
             parses::<ClusterRoleBinding>(value, origin)
