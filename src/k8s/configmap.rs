@@ -1,8 +1,9 @@
 //! The policy from a ConfigMap, watched live through the Kubernetes API.
 //!
 //! One ConfigMap (`--policy-configmap NAMESPACE/NAME`, key `policy.yaml`) is
-//! watched with kube's watcher, which re-lists after `410 Gone`, resumes
-//! after dropped connections and backs off on errors. A valid edit is in
+//! watched with kube's watcher, which resumes after dropped connections;
+//! after `410 Gone` it lists again at once, and other errors are retried
+//! within a few seconds ([`super::retry`]). A valid edit is in
 //! force for the next request; an invalid edit, a missing key or a deleted
 //! ConfigMap keep the last valid policy. Each outcome is logged and reported
 //! as an Event on the ConfigMap (`PolicyLoaded` / `PolicyRejected`), so
@@ -12,12 +13,12 @@ use std::sync::Arc;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource as _};
 use tokio::sync::watch;
 
+use super::retry::{Recovery, Retry};
 use crate::runtime::files::Digest;
 use crate::runtime::policy_store::{Applied, LoadPolicyError, PolicyStore};
 
@@ -227,7 +228,7 @@ pub struct Watch {
 impl Watch {
     /// Watches the ConfigMap until `stop` turns true, feeding the store and
     /// posting an Event on the ConfigMap for every accepted or rejected
-    /// change. API errors are retried by the watcher with backoff; parsing
+    /// change. API errors are retried as [`super::retry`] says; parsing
     /// and compiling run on the blocking pool. Returns early (an error, for
     /// the supervisor to restart it) only if the watch stream ends or a
     /// compile panics.
@@ -249,7 +250,9 @@ impl Watch {
             },
         );
         let mut state = ConfigMapWatch::new(&namespace, &name, store);
-        let mut events = watcher(api, config).default_backoff().boxed();
+        let start = || watcher(api.clone(), config.clone()).boxed();
+        let mut events = start();
+        let mut retry = Retry::default();
         let mut last_object: Option<ConfigMap> = None;
         loop {
             let item = tokio::select! {
@@ -259,11 +262,24 @@ impl Watch {
             let event = match item {
                 Some(Ok(event)) => event,
                 Some(Err(err)) => {
-                    tracing::warn!(configmap = %state.origin(), error = %err, "policy ConfigMap watch failed; retrying with backoff");
+                    match retry.after(&err) {
+                        Recovery::Relist => {
+                            tracing::info!(configmap = %state.origin(), error = %err, "policy ConfigMap watch expired; listing again now");
+                            events = start();
+                        }
+                        Recovery::Wait(wait) => {
+                            tracing::warn!(configmap = %state.origin(), error = %err, retry_in = ?wait, "policy ConfigMap watch failed; retrying");
+                            tokio::select! {
+                                () = tokio::time::sleep(wait) => {}
+                                _ = stop.wait_for(|s| *s) => return Ok(()),
+                            }
+                        }
+                    }
                     continue;
                 }
                 None => anyhow::bail!("the policy ConfigMap watch ended"),
             };
+            retry.answered_by(&event);
             if let watcher::Event::Apply(cm)
             | watcher::Event::InitApply(cm)
             | watcher::Event::Delete(cm) = &event

@@ -6,3 +6,4 @@
 pub mod configmap;
 pub mod inventory;
 pub mod namespaces;
+pub mod retry;

@@ -22,6 +22,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use super::retry::{Recovery, Retry};
 use crate::runtime::namespace_labels::{Labels, NamespaceLabels};
 
 type NamespaceMeta = PartialObjectMeta<Namespace>;
@@ -46,34 +47,51 @@ impl NamespaceCache {
     }
 
     /// Lists and watches namespaces into a fresh store until `stop` turns
-    /// true. API errors are retried by the watcher with backoff; the
-    /// function returns early only if the watch stream ends.
+    /// true. API errors are retried as [`super::retry`] says (a `410 Gone`
+    /// lists again at once; the store keeps its content until the new list
+    /// is complete); the function returns early only if the watch stream
+    /// ends.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let (store, writer) = reflector::store();
+        let (store, mut writer) = reflector::store();
         self.store.store(Arc::new(store));
         // Only names and labels are ever read: drop the rest before it is
         // stored, so the cache stays small in clusters with many namespaces.
-        let stream = watcher(self.api.clone(), watcher::Config::default())
-            .default_backoff()
-            .modify(|ns| {
-                let meta = &mut ns.metadata;
-                meta.annotations = None;
-                meta.managed_fields = None;
-                meta.owner_references = None;
-                meta.finalizers = None;
-            })
-            .reflect(writer);
-        let mut stream = stream.boxed();
+        let start = || {
+            watcher(self.api.clone(), watcher::Config::default())
+                .modify(|ns| {
+                    let meta = &mut ns.metadata;
+                    meta.annotations = None;
+                    meta.managed_fields = None;
+                    meta.owner_references = None;
+                    meta.finalizers = None;
+                })
+                .boxed()
+        };
+        let mut stream = start();
+        let mut retry = Retry::default();
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             };
             match item {
-                Some(Ok(_)) => {}
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "namespace watch failed; retrying with backoff");
+                Some(Ok(event)) => {
+                    retry.answered_by(&event);
+                    writer.apply_watcher_event(&event);
                 }
+                Some(Err(err)) => match retry.after(&err) {
+                    Recovery::Relist => {
+                        tracing::info!(error = %err, "namespace watch expired; listing again now");
+                        stream = start();
+                    }
+                    Recovery::Wait(wait) => {
+                        tracing::warn!(error = %err, retry_in = ?wait, "namespace watch failed; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            _ = stop.wait_for(|s| *s) => return Ok(()),
+                        }
+                    }
+                },
                 None => anyhow::bail!("the namespace watch ended"),
             }
         }

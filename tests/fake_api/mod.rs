@@ -35,6 +35,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod audit_rbac;
+mod lifecycle;
 mod listing;
 mod rbac;
 
@@ -156,6 +157,8 @@ pub struct FakeApi {
     drop_tx: Arc<watch::Sender<u64>>,
     /// Pods, Secrets and workloads, listed in pages ([`listing`]).
     listing: Arc<Mutex<listing::Objects>>,
+    /// Its connections, for stop, stall and restart ([`lifecycle`]).
+    server: Arc<lifecycle::Server>,
     pub addr: SocketAddr,
 }
 
@@ -178,13 +181,15 @@ impl FakeApi {
             namespace_tx: broadcast::channel(64).0,
             drop_tx: Arc::new(watch::channel(0).0),
             listing: Arc::default(),
+            server: Arc::default(),
             addr,
         };
-        let app = Router::new().fallback(handle).with_state(fake.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        lifecycle::serve(&fake.server, listener, fake.router());
         fake
+    }
+
+    fn router(&self) -> Router {
+        Router::new().fallback(handle).with_state(self.clone())
     }
 
     /// What the fake read from the manifests: the namespace, the policy
