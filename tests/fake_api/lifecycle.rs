@@ -55,13 +55,15 @@ pub fn serve(server: &Server, listener: TcpListener, app: Router) {
                 let hung = async move {
                     let _ = stall.wait_for(|s| *s).await.is_ok();
                 };
+                // Biased, hang first: once stalled, the connection is not
+                // polled again, so nothing more is read or written on it.
                 tokio::select! {
-                    _ = conn => {}
-                    _ = killed.changed() => {}
-                    // Hung: hold the connection without serving it.
+                    biased;
                     () = hung => {
                         let _ = killed.changed().await;
                     }
+                    _ = killed.changed() => {}
+                    _ = conn => {}
                 }
             });
         }
