@@ -15,9 +15,13 @@
 //! - [`reconcile`]: what `sync` writes: wanted copies of managed secrets
 //!   against observed ones.
 //! - [`audit`]: what `audit` finds wrong with a Pod's images and secrets.
+//! - [`credentials`]: the kubelet's credential keyring over `auths` keys:
+//!   which keys it would try for an image, and whether keys cover a
+//!   policy registry pattern.
 //! - [`yaml`]: YAML ⇄ JSON for the offline commands.
 
 pub mod audit;
+pub mod credentials;
 pub mod decide;
 pub mod image;
 pub mod patch;
