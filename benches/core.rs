@@ -252,4 +252,50 @@ criterion_group!(
     core_path,
     compile
 );
-criterion_main!(benches);
+
+/// One image looked up in a keyring of 20 keys (a Pod with a few pull
+/// secrets), next to parsing the image alone.
+fn credentials_lookup(c: &mut Criterion) {
+    use pull_secret_injector::credentials::{ConfigFormat, DockerConfig, Keyring};
+    let mut auths: Vec<String> = (0..16)
+        .map(|i| format!("\"registry-{i}.corp.example/team-{i}\": {{}}"))
+        .collect();
+    auths.extend(
+        [
+            "https://index.docker.io/v1/",
+            "*.dkr.ecr.eu-west-1.amazonaws.com",
+            "harbor.corp.example:5000",
+            "harbor.corp.example/team-a",
+        ]
+        .map(|k| format!("\"{k}\": {{}}")),
+    );
+    let text = format!("{{\"auths\": {{{}}}}}", auths.join(","));
+    let config =
+        DockerConfig::parse(ConfigFormat::DockerConfigJson, text.as_bytes()).expect("valid");
+    let ring = Keyring::new([&config]);
+    let mut group = c.benchmark_group("credentials_lookup");
+    for (name, image) in [
+        ("hit_path", "harbor.corp.example/team-a/api:1.4.2"),
+        (
+            "hit_glob",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments/api:v3",
+        ),
+        ("hub_fallback", "bitnami/postgresql:16.4.0"),
+        ("miss", "quay.io/acme/exporter:v1"),
+    ] {
+        assert_eq!(
+            ring.lookup(image).expect("parses").is_empty(),
+            name == "miss"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| ring.lookup(black_box(image)).map(|f| f.len()))
+        });
+        group.bench_function(format!("{name}_parse_only"), |b| {
+            b.iter(|| image::parse(black_box(image)).is_ok())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(keyring_benches, credentials_lookup);
+criterion_main!(benches, keyring_benches);

@@ -87,11 +87,12 @@ impl DockerConfig {
     /// reads a pull secret of that type (`secrets.MakeDockerKeyring`):
     ///
     /// - empty content gives no keys (the kubelet skips such a secret);
-    /// - `null` gives no keys, as does `"auths": null` and a missing `auths`;
+    /// - `null` gives no keys, as does a missing `auths`; a `null` `auths`
+    ///   empties what earlier `auths` members gave;
     /// - any other non-object where an object is expected is an error;
     /// - field names match case-insensitively as in Go's `encoding/json`
-    ///   (`"Auths"`, `"AUTH"`; `ſ` folds to `s`), and two spellings of
-    ///   `auths` merge; unknown fields are ignored;
+    ///   (`"Auths"`, `"AUTH"`; `ſ` folds to `s`), and several `auths`
+    ///   members merge; unknown fields are ignored;
     /// - an entry must be an object or `null`; its `username`, `password`,
     ///   `email` and `auth` must be strings or `null`; `HttpHeaders` must map
     ///   to strings or `null`;
@@ -118,7 +119,7 @@ impl DockerConfig {
                 members: AuthEntries { keys: &mut keys },
             }),
         };
-        result.and_then(|()| de.end()).map_err(classify)?;
+        result.and_then(|_| de.end()).map_err(classify)?;
         Ok(Self { keys: keys.order })
     }
 
@@ -288,8 +289,10 @@ impl Keyring {
     /// equal as text; the hosts have as many `.`-separated labels; the
     /// entry's path is a string prefix of the name's path (`/team` also
     /// matches `/teamster/x`); and each entry label matches the name's label
-    /// as a Go `filepath.Match` glob (`*`, `?`, `[...]`, `\` escapes,
-    /// case-sensitive; a malformed glob matches nothing).
+    /// as a Go `filepath.Match` glob (case-sensitive; a malformed glob
+    /// matches nothing). In a key's host only `*` and `[...]` survive
+    /// `url.Parse`: `?` starts the query (`r?g.io` is the host `r`), and
+    /// `\` or `^` make the key invalid.
     ///
     /// Only when nothing matched, the keys normalized to `index.docker.io`
     /// (e.g. `https://index.docker.io/v1/`) are returned if the name's first
@@ -306,10 +309,11 @@ impl Keyring {
                 }
             }
         }
-        if found.is_empty() && is_default_registry_match(name) {
-            if let Some(slot) = self.docker_hub.and_then(|i| self.index.get(i)) {
-                found.extend(&slot.credentials);
-            }
+        if found.is_empty()
+            && is_default_registry_match(name)
+            && let Some(slot) = self.docker_hub.and_then(|i| self.index.get(i))
+        {
+            found.extend(&slot.credentials);
         }
         found
     }
@@ -473,7 +477,10 @@ impl Step {
             Step::Star | Step::Any => true,
             Step::Byte(b) => *b == c,
             Step::Class { negated, ranges } => {
-                ranges.iter().any(|&(lo, hi)| lo <= c.into() && u32::from(c) <= hi) != *negated
+                ranges
+                    .iter()
+                    .any(|&(lo, hi)| lo <= c.into() && u32::from(c) <= hi)
+                    != *negated
             }
         }
     }
@@ -547,6 +554,11 @@ struct KeySet {
 }
 
 impl KeySet {
+    fn clear(&mut self) {
+        self.order.clear();
+        self.seen.clear();
+    }
+
     fn insert(&mut self, key: String) {
         if !self.seen.contains(&key) {
             self.seen.insert(key.clone());
@@ -610,29 +622,30 @@ trait Members {
     fn read<'de, A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error>;
 }
 
-/// Accepts an object (handing its members to `M`) or `null` (a no-op, as
-/// for Go maps and structs).
+/// Accepts an object (handing its members to `M`) or `null`; the value is
+/// whether it was `null` (Go then sets a map to nil, and leaves a struct
+/// alone).
 struct ObjectOrNull<'w, M> {
     what: What<'w>,
     members: M,
 }
 
 impl<'de, M: Members> Visitor<'de> for ObjectOrNull<'_, M> {
-    type Value = ();
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} to be an object or null", self.what)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(true)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.members.read(map)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        self.members.read(map).map(|()| false)
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
         Err(wrong(self.what, "an object or null", "a string"))
     }
 
@@ -640,9 +653,9 @@ impl<'de, M: Members> Visitor<'de> for ObjectOrNull<'_, M> {
 }
 
 impl<'de, M: Members> DeserializeSeed<'de> for ObjectOrNull<'_, M> {
-    type Value = ();
+    type Value = bool;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
         d.deserialize_any(self)
     }
 }
@@ -710,12 +723,17 @@ impl Members for JsonDocument<'_> {
     fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(name) = map.next_key::<String>()? {
             if field_is(&name, "AUTHS") {
-                map.next_value_seed(ObjectOrNull {
+                // A second `auths` merges into the first; a `null` one
+                // empties it.
+                let null = map.next_value_seed(ObjectOrNull {
                     what: What::Auths,
                     members: AuthEntries {
                         keys: &mut *self.keys,
                     },
                 })?;
+                if null {
+                    self.keys.clear();
+                }
             } else if field_is(&name, "HTTPHEADERS") {
                 map.next_value_seed(ObjectOrNull {
                     what: What::HttpHeaders,
@@ -795,12 +813,12 @@ impl Members for Entry<'_> {
             }
         }
         match auth {
-            Some(auth) if !auth.is_empty() && !go::auth_is_valid(&auth) => Err(de::Error::custom(
-                format_args!(
+            Some(auth) if !auth.is_empty() && !go::auth_is_valid(&auth) => {
+                Err(de::Error::custom(format_args!(
                     "\"auth\" of the entry for {:?} is not base64 of \"username:password\"",
                     self.key
-                ),
-            )),
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -948,10 +966,10 @@ mod go {
                 out.extend_from_slice(&unescape(&host[end..], Mode::Host)?);
                 return Some(out);
             }
-        } else if let Some(colon) = host.iter().rposition(|&b| b == b':') {
-            if !valid_optional_port(&host[colon..]) {
-                return None;
-            }
+        } else if let Some(colon) = host.iter().rposition(|&b| b == b':')
+            && !valid_optional_port(&host[colon..])
+        {
+            return None;
         }
         Some(unescape(host, Mode::Host)?.into_owned())
     }
@@ -1022,7 +1040,9 @@ mod go {
         let mut escapes = false;
         while i < s.len() {
             if s[i] == b'%' {
-                if i + 2 >= s.len() || !s[i + 1].is_ascii_hexdigit() || !s[i + 2].is_ascii_hexdigit()
+                if i + 2 >= s.len()
+                    || !s[i + 1].is_ascii_hexdigit()
+                    || !s[i + 2].is_ascii_hexdigit()
                 {
                     return None;
                 }
@@ -1073,7 +1093,9 @@ mod go {
     impl SplitUrl {
         pub(super) fn new(url: Url) -> Self {
             let (host, port) = match split_host_port(&url.host) {
-                Some(((start, end), port)) => (url.host[start..end].to_vec(), url.host[port..].to_vec()),
+                Some(((start, end), port)) => {
+                    (url.host[start..end].to_vec(), url.host[port..].to_vec())
+                }
                 None => (url.host, Vec::new()),
             };
             Self {
@@ -1207,11 +1229,7 @@ mod go {
         let mut i = 0;
         while i < p.len() {
             match p[i] {
-                b'\\' => {
-                    if i + 1 < p.len() {
-                        i += 1;
-                    }
-                }
+                b'\\' if i + 1 < p.len() => i += 1,
                 b'[' => in_range = true,
                 b']' => in_range = false,
                 b'*' if !in_range => break,
@@ -1288,10 +1306,10 @@ mod go {
         }
         let mut ranges = Vec::new();
         loop {
-            if let Some((b']', rest)) = chunk.split_first() {
-                if !ranges.is_empty() {
-                    return Ok((negated, ranges, rest));
-                }
+            if let Some((b']', rest)) = chunk.split_first()
+                && !ranges.is_empty()
+            {
+                return Ok((negated, ranges, rest));
             }
             let (lo, rest) = get_esc(chunk)?;
             chunk = rest;
