@@ -1121,14 +1121,20 @@ mod go {
         /// `URLsMatch(self, target)` without its error: a malformed label
         /// glob does not match.
         pub(super) fn matches(&self, target: &SplitUrl) -> bool {
-            self.port == target.port
-                && self.label_count == target.label_count
+            self.label_count == target.label_count
+                && same_bytes(&self.port, &target.port)
                 && target.path.starts_with(&self.path)
                 && self
                     .labels()
                     .zip(target.labels())
                     .all(|(glob, label)| glob_match(glob, label) == Ok(true))
         }
+    }
+
+    /// Byte equality for the short strings compared here (ports), inline:
+    /// measured much faster than a `memcmp` call per key.
+    fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
     }
 
     /// Go's `net.SplitHostPort`: the host's byte range (brackets removed)
