@@ -256,7 +256,7 @@ criterion_group!(
 /// One image looked up in a keyring of 20 keys (a Pod with a few pull
 /// secrets), next to parsing the image alone.
 fn credentials_lookup(c: &mut Criterion) {
-    use pull_secret_injector::credentials::{ConfigFormat, DockerConfig, Keyring};
+    use pull_secret_injector::core::credentials::{ConfigFormat, DockerConfig, Keyring};
     let mut auths: Vec<String> = (0..16)
         .map(|i| format!("\"registry-{i}.corp.example/team-{i}\": {{}}"))
         .collect();
