@@ -15,6 +15,7 @@ pub mod check_policy;
 pub mod explain;
 pub mod mutate;
 pub mod serve;
+pub mod sync;
 
 /// Adds the right imagePullSecrets to new Pods, from a policy that maps
 /// registries to Secret names.
@@ -30,6 +31,9 @@ enum Command {
     /// Run the webhook (HTTPS admission endpoint, health, metrics).
     // Boxed: its flags outweigh every other command's.
     Serve(Box<serve::ServeArgs>),
+    /// Run the controller that copies managed secrets where the webhook
+    /// injects them (leader-elected; metrics and health on a plain listener).
+    Sync(sync::SyncArgs),
     /// Apply the policy offline to an AdmissionReview or a Pod (YAML or JSON).
     Mutate(mutate::MutateArgs),
     /// Show how images normalize and which rules and secrets they get.
@@ -48,6 +52,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::Sync(args) => sync::run(args),
         Command::Mutate(args) => mutate::run(args),
         Command::Explain(args) => explain::run(args),
         Command::CheckPolicy(args) => return check_policy::run(args),

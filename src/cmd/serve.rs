@@ -543,7 +543,7 @@ async fn optional_client() -> Option<kube::Client> {
 /// broken are reported once (and again when the failure changes), not at
 /// every interval, and says when they are good again.
 #[derive(Default)]
-struct Reloader {
+pub(crate) struct Reloader {
     failing: Option<String>,
 }
 
@@ -556,7 +556,12 @@ impl Reloader {
         news
     }
 
-    fn policy_file(&mut self, source: &FileSource, policy: &PolicyStore, metrics: &Metrics) {
+    pub(crate) fn policy_file(
+        &mut self,
+        source: &FileSource,
+        policy: &PolicyStore,
+        metrics: &Metrics,
+    ) {
         match source.reload(policy) {
             Ok(Applied::Unchanged) => {
                 if self.failing.take().is_some() {
@@ -654,7 +659,7 @@ async fn reload_on_hangup(
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -38,6 +38,8 @@ mod audit_rbac;
 mod lifecycle;
 mod listing;
 mod rbac;
+mod sync_rbac;
+mod writable;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -55,6 +57,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
 pub use rbac::{Attributes, Manifests};
+pub use writable::Resource;
 
 /// The reporting controller every Event must name.
 pub const REPORTING_CONTROLLER: &str = "pull-secret-injector";
@@ -159,6 +162,8 @@ pub struct FakeApi {
     listing: Arc<Mutex<listing::Objects>>,
     /// Its connections, for stop, stall and restart ([`lifecycle`]).
     server: Arc<lifecycle::Server>,
+    /// Secrets and Leases ([`writable`]).
+    writable: Arc<writable::Writable>,
     pub addr: SocketAddr,
 }
 
@@ -182,6 +187,7 @@ impl FakeApi {
             drop_tx: Arc::new(watch::channel(0).0),
             listing: Arc::default(),
             server: Arc::default(),
+            writable: Arc::default(),
             addr,
         };
         lifecycle::serve(&fake.server, listener, fake.router());
@@ -777,6 +783,34 @@ async fn handle(
         // (whose RequestInfo namespace is NAME) only.
         ("", "v1", "namespaces", "") if request.namespace == request.name => {
             read(&fake, &what, Kind::Namespaces, &request, &query, &headers)
+        }
+        // Secrets come from the writable store (sync) for writes and
+        // watches, and for reads once a test wrote one there; otherwise
+        // from the paged, read-only listing (audit).
+        ("", "v1", "secrets", "")
+            if (!request.namespace.is_empty() || request.name.is_empty())
+                && (!matches!(request.verb, "get" | "list") || fake.writable.has_secrets()) =>
+        {
+            writable::handle(
+                &fake,
+                &what,
+                Resource::Secrets,
+                &request,
+                &query,
+                &headers,
+                &body,
+            )
+        }
+        ("coordination.k8s.io", "v1", "leases", "") if !request.namespace.is_empty() => {
+            writable::handle(
+                &fake,
+                &what,
+                Resource::Leases,
+                &request,
+                &query,
+                &headers,
+                &body,
+            )
         }
         (group, "v1", resource, "") if listing::serves(group, resource) => {
             listing::read(&fake, &what, &request, &query, &headers)

@@ -1,0 +1,484 @@
+//! What `sync` observes, kept current by watches: Namespaces (metadata
+//! only), the managed copies (by the managed-by label, cluster-wide — never
+//! every Secret), and each source Secret (by name, in its namespace).
+//!
+//! The [`Cache`] keeps of a copy only what the reconcile compares (labels
+//! that matter, type, a digest of the content, uid and resourceVersion), so
+//! its size does not grow with the size of the credentials. Sources are
+//! kept whole: there are few, and their content is what gets written.
+//!
+//! Each watch is kube's watcher: it re-lists after `410 Gone` and backs
+//! off on errors. A re-list replaces what it covers in one step at
+//! `InitDone`, so objects deleted while the watch was down disappear too.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::{StreamExt as _, stream};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::ObjectMeta;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, watcher};
+use kube::{Api, Client};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::core::reconcile::{
+    self, Copy, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Observed, SOURCE_ANNOTATION, Source,
+};
+use crate::runtime::policy_store::PolicyStore;
+
+/// The label selector of the copies watch.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")
+}
+
+/// A namespace: labels and whether it is active.
+#[derive(Debug, Clone)]
+pub struct NamespaceEntry {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Not being deleted.
+    pub active: bool,
+}
+
+/// What is kept of an existing Secret named like a managed secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyEntry {
+    /// Carries the managed-by label.
+    pub managed: bool,
+    /// Its source annotation.
+    pub source: Option<String>,
+    /// Its type.
+    pub type_: String,
+    /// Digest of type and data.
+    pub digest: u64,
+    /// Its uid (a delete precondition).
+    pub uid: String,
+    /// Its resourceVersion (update and delete precondition).
+    pub resource_version: String,
+}
+
+/// A source Secret, whole, with its digest.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    /// Its type.
+    pub type_: String,
+    /// Its data (never logged).
+    pub data: Arc<BTreeMap<String, ByteString>>,
+    /// Digest of type and data.
+    pub digest: u64,
+    /// Its uid, for Events about it.
+    pub uid: Option<String>,
+}
+
+/// The observed state, shared by the watches and the reconciler.
+#[derive(Debug)]
+pub struct Cache {
+    inner: Mutex<State>,
+    digests: RandomState,
+    /// Woken on every change.
+    pub changed: Notify,
+}
+
+/// The maps behind the [`Cache`] lock.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<String, NamespaceEntry>,
+    /// Managed copies by (namespace, name).
+    pub copies: BTreeMap<(String, String), CopyEntry>,
+    /// Secrets without the managed-by label found in a copy's place (on a
+    /// 409), with when that was seen.
+    pub unmanaged: BTreeMap<(String, String), (CopyEntry, Instant)>,
+    /// Sources by (namespace, name): `None` when listed and absent; not
+    /// present until listed.
+    pub sources: BTreeMap<(String, String), Option<SourceEntry>>,
+    /// The namespace and copies watches have listed once.
+    pub namespaces_synced: bool,
+    /// See `namespaces_synced`.
+    pub copies_synced: bool,
+}
+
+impl Observed for State {
+    fn source(&self, namespace: &str, name: &str) -> Source<'_> {
+        match self.sources.get(&(namespace.to_owned(), name.to_owned())) {
+            None => Source::Unknown,
+            Some(None) => Source::Missing,
+            Some(Some(s)) => Source::Present {
+                type_: &s.type_,
+                digest: s.digest,
+            },
+        }
+    }
+
+    fn copy(&self, namespace: &str, name: &str) -> Option<Copy<'_>> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let entry = self
+            .copies
+            .get(&key)
+            .or_else(|| self.unmanaged.get(&key).map(|(e, _)| e))?;
+        Some(Copy {
+            managed: entry.managed,
+            source: entry.source.as_deref(),
+            type_: &entry.type_,
+            digest: entry.digest,
+        })
+    }
+
+    fn for_each_managed(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (namespace, name) in self.copies.keys() {
+            f(namespace, name);
+        }
+    }
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            inner: Mutex::new(State::default()),
+            digests: RandomState::new(),
+            changed: Notify::new(),
+        }
+    }
+}
+
+impl Cache {
+    /// The state, locked. Every change is one map operation, so a panic
+    /// elsewhere cannot leave it half-written: poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// The digest of a Secret's type and data.
+    pub fn digest(&self, secret: &Secret) -> u64 {
+        let data = secret.data.iter().flatten();
+        reconcile::content_digest(
+            &self.digests,
+            secret.type_.as_deref().unwrap_or("Opaque"),
+            data.map(|(k, v)| (k.as_str(), v.0.as_slice())),
+        )
+    }
+
+    /// What is kept of a Secret in a copy's place.
+    pub fn entry(&self, secret: &Secret) -> CopyEntry {
+        let meta = &secret.metadata;
+        CopyEntry {
+            managed: is_managed(meta),
+            source: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SOURCE_ANNOTATION))
+                .cloned(),
+            type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
+            digest: self.digest(secret),
+            uid: meta.uid.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Records what a read of `namespace/name` found (after a write was
+    /// refused): a managed copy, someone else's Secret, or nothing.
+    pub fn observe_read(&self, namespace: &str, name: &str, secret: Option<&Secret>) {
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut state = self.lock();
+        match secret.map(|s| self.entry(s)) {
+            Some(entry) if entry.managed => {
+                state.unmanaged.remove(&key);
+                state.copies.insert(key, entry);
+            }
+            Some(entry) => {
+                state.copies.remove(&key);
+                state.unmanaged.insert(key, (entry, Instant::now()));
+            }
+            None => {
+                state.copies.remove(&key);
+                state.unmanaged.remove(&key);
+            }
+        }
+        drop(state);
+        self.changed();
+    }
+
+    /// Records a write's result: the copy as the API server returned it,
+    /// or gone.
+    pub fn observe_write(&self, namespace: &str, name: &str, secret: Option<&Secret>) {
+        self.observe_read(namespace, name, secret);
+    }
+
+    /// Forgets unmanaged Secrets seen longer ago than `after`, so the next
+    /// pass tries again (the owner may have deleted theirs).
+    pub fn expire_unmanaged(&self, after: Duration) {
+        let mut state = self.lock();
+        let before = state.unmanaged.len();
+        state
+            .unmanaged
+            .retain(|_, (_, seen)| seen.elapsed() < after);
+        let expired = state.unmanaged.len() != before;
+        drop(state);
+        if expired {
+            self.changed();
+        }
+    }
+
+    /// All watches have listed: namespaces, copies, and every source of
+    /// the policy in force.
+    pub fn synced(&self, policy: &PolicyStore) -> bool {
+        let state = self.lock();
+        if !state.namespaces_synced || !state.copies_synced {
+            return false;
+        }
+        policy.current().is_some_and(|p| {
+            p.policy.managed_secrets().iter().all(|m| {
+                state
+                    .sources
+                    .contains_key(&(m.from_namespace.clone(), m.from_name.clone()))
+            })
+        })
+    }
+}
+
+fn is_managed(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY_VALUE)
+}
+
+fn key_of(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Runs a watch stream until `stop`, handing every event to `apply`.
+async fn drive<K>(
+    what: &str,
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    mut stop: watch::Receiver<bool>,
+    mut apply: impl FnMut(watcher::Event<K>),
+) -> anyhow::Result<()> {
+    let mut events = std::pin::pin!(events);
+    loop {
+        let item = tokio::select! {
+            item = events.next() => item,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        match item {
+            Some(Ok(event)) => apply(event),
+            Some(Err(err)) => {
+                tracing::warn!(watch = what, error = %err, "watch failed; retrying with backoff");
+            }
+            None => anyhow::bail!("the {what} watch ended"),
+        }
+    }
+}
+
+/// Watches Namespaces (metadata only) into the cache until `stop`.
+pub async fn watch_namespaces(
+    client: Client,
+    cache: Arc<Cache>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let mut listing: Option<BTreeMap<String, NamespaceEntry>> = None;
+    let entry = |ns: &PartialObjectMeta<Namespace>| {
+        (
+            ns.metadata.name.clone().unwrap_or_default(),
+            NamespaceEntry {
+                labels: ns.metadata.labels.clone().unwrap_or_default(),
+                active: ns.metadata.deletion_timestamp.is_none(),
+            },
+        )
+    };
+    drive("namespace", events, stop, |event| {
+        match event {
+            watcher::Event::Init => listing = Some(BTreeMap::new()),
+            watcher::Event::InitApply(ns) => {
+                let (name, e) = entry(&ns);
+                listing.get_or_insert_default().insert(name, e);
+                return;
+            }
+            watcher::Event::InitDone => {
+                let mut state = cache.lock();
+                state.namespaces = listing.take().unwrap_or_default();
+                state.namespaces_synced = true;
+            }
+            watcher::Event::Apply(ns) => {
+                let (name, e) = entry(&ns);
+                cache.lock().namespaces.insert(name, e);
+            }
+            watcher::Event::Delete(ns) => {
+                let (name, _) = entry(&ns);
+                cache.lock().namespaces.remove(&name);
+            }
+        }
+        cache.changed();
+    })
+    .await
+}
+
+/// Watches the managed copies (by label, in every namespace) until `stop`.
+pub async fn watch_copies(
+    client: Client,
+    cache: Arc<Cache>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let api: Api<Secret> = Api::all(client);
+    let config = watcher::Config::default().labels(&managed_selector());
+    let events = watcher(api, config).default_backoff();
+    let mut listing: Option<BTreeMap<(String, String), CopyEntry>> = None;
+    drive("managed Secret", events, stop, |event| {
+        match event {
+            watcher::Event::Init => listing = Some(BTreeMap::new()),
+            watcher::Event::InitApply(secret) => {
+                let entry = cache.entry(&secret);
+                listing
+                    .get_or_insert_default()
+                    .insert(key_of(&secret.metadata), entry);
+                return;
+            }
+            watcher::Event::InitDone => {
+                let mut state = cache.lock();
+                state.copies = listing.take().unwrap_or_default();
+                state.copies_synced = true;
+            }
+            watcher::Event::Apply(secret) => {
+                let entry = cache.entry(&secret);
+                let key = key_of(&secret.metadata);
+                let mut state = cache.lock();
+                if newer_known(&state, &key, &entry.resource_version) {
+                    return;
+                }
+                state.unmanaged.remove(&key);
+                state.copies.insert(key, entry);
+            }
+            watcher::Event::Delete(secret) => {
+                let key = key_of(&secret.metadata);
+                let rv = secret.metadata.resource_version.clone().unwrap_or_default();
+                let mut state = cache.lock();
+                if newer_known(&state, &key, &rv) {
+                    return;
+                }
+                state.copies.remove(&key);
+            }
+        }
+        cache.changed();
+    })
+    .await
+}
+
+/// Whether the cache already holds a later version of `key` than `rv`
+/// (written by this controller, whose answer came before the watch
+/// caught up). resourceVersions are compared only when both are numbers,
+/// as etcd's are; otherwise the event is applied.
+fn newer_known(state: &State, key: &(String, String), rv: &str) -> bool {
+    let Some(cached) = state.copies.get(key) else {
+        return false;
+    };
+    match (cached.resource_version.parse::<u64>(), rv.parse::<u64>()) {
+        (Ok(cached), Ok(event)) => cached > event,
+        _ => false,
+    }
+}
+
+/// The sources the policy in force names.
+fn wanted_sources(policy: &PolicyStore) -> BTreeSet<(String, String)> {
+    policy
+        .current()
+        .map(|p| {
+            p.policy
+                .managed_secrets()
+                .iter()
+                .map(|m| (m.from_namespace.clone(), m.from_name.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Watches each source Secret the policy names (one watch per source, by
+/// `metadata.name` in its namespace) until `stop`; when the policy's set of
+/// sources changes, the watches are set up again.
+pub async fn watch_sources(
+    client: Client,
+    cache: Arc<Cache>,
+    policy: Arc<PolicyStore>,
+    mut stop: watch::Receiver<bool>,
+    poll: Duration,
+) -> anyhow::Result<()> {
+    loop {
+        let sources = wanted_sources(&policy);
+        cache.lock().sources.retain(|key, _| sources.contains(key));
+        let streams = sources.iter().map(|(namespace, name)| {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            let key = (namespace.clone(), name.clone());
+            watcher(api, config)
+                .default_backoff()
+                .map(move |event| (key.clone(), event))
+                .boxed()
+        });
+        let mut events = stream::select_all(streams);
+        let mut seen: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut recheck = tokio::time::interval(poll);
+        recheck.tick().await;
+        loop {
+            let item = tokio::select! {
+                item = events.next(), if !sources.is_empty() => item,
+                _ = recheck.tick() => {
+                    if wanted_sources(&policy) != sources {
+                        break;
+                    }
+                    continue;
+                }
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            let Some((key, event)) = item else {
+                anyhow::bail!("the source Secret watches ended");
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    tracing::warn!(source = %format!("{}/{}", key.0, key.1), error = %err, "source Secret watch failed; retrying with backoff");
+                    continue;
+                }
+            };
+            let entry = |secret: &Secret| SourceEntry {
+                type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
+                data: Arc::new(secret.data.clone().unwrap_or_default()),
+                digest: cache.digest(secret),
+                uid: secret.metadata.uid.clone(),
+            };
+            match event {
+                watcher::Event::Init => {
+                    seen.insert(key, false);
+                    continue;
+                }
+                watcher::Event::InitApply(secret) | watcher::Event::Apply(secret) => {
+                    seen.insert(key.clone(), true);
+                    let e = entry(&secret);
+                    cache.lock().sources.insert(key, Some(e));
+                }
+                watcher::Event::InitDone => {
+                    if seen.get(&key) == Some(&false) {
+                        cache.lock().sources.insert(key, None);
+                    }
+                }
+                watcher::Event::Delete(_) => {
+                    cache.lock().sources.insert(key, None);
+                }
+            }
+            cache.changed();
+        }
+    }
+}
