@@ -172,10 +172,12 @@ pub fn run(args: SyncArgs) -> anyhow::Result<()> {
 /// The controller, built: client made, policy file read once.
 pub struct Sync {
     config: SyncConfig,
-    client: kube::Client,
+    /// The client, or why there is none: then the replica serves its
+    /// metrics and stays unready, saying why.
+    client: Result<kube::Client, String>,
     policy: Arc<PolicyStore>,
     metrics: Arc<SyncMetrics>,
-    controller: Arc<Controller>,
+    controller: Option<Arc<Controller>>,
 }
 
 impl Sync {
@@ -183,10 +185,11 @@ impl Sync {
     /// ConfigMap is read by its watch once running).
     pub async fn build(config: SyncConfig) -> anyhow::Result<Sync> {
         let client = match &config.client {
-            Some(client) => client.clone(),
-            None => kube::Client::try_default()
-                .await
-                .context("cannot reach the Kubernetes API")?,
+            Some(client) => Ok(client.clone()),
+            None => kube::Client::try_default().await.map_err(|err| {
+                tracing::error!(error = %err, "no Kubernetes API access; serving metrics, unready");
+                format!("no Kubernetes API access: {err}")
+            }),
         };
         let policy = Arc::new(PolicyStore::default());
         if let PolicySource::File(path) = &config.policy {
@@ -198,12 +201,14 @@ impl Sync {
             .context("the first policy read failed")?;
         }
         let metrics = Arc::new(SyncMetrics::new());
-        let controller = Controller::new(
-            client.clone(),
-            config.settings.clone(),
-            policy.clone(),
-            metrics.clone(),
-        );
+        let controller = client.as_ref().ok().map(|client| {
+            Controller::new(
+                client.clone(),
+                config.settings.clone(),
+                policy.clone(),
+                metrics.clone(),
+            )
+        });
         Ok(Sync {
             config,
             client,
@@ -235,7 +240,7 @@ pub struct Bound {
 /// What the HTTP handlers read.
 struct HttpState {
     metrics: Arc<SyncMetrics>,
-    controller: Arc<Controller>,
+    controller: Result<Arc<Controller>, String>,
     health: Arc<Health>,
 }
 
@@ -243,11 +248,6 @@ impl Bound {
     /// The listener's address (the real port when bound to port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// The controller (tests look at its leadership).
-    pub fn controller(&self) -> Arc<Controller> {
-        self.sync.controller.clone()
     }
 
     /// Runs until `shutdown` completes, then stops every task (a leader
@@ -281,7 +281,11 @@ impl Bound {
                     })
                 });
             }
+            PolicySource::ConfigMap { .. } if client.is_err() => {}
             PolicySource::ConfigMap { namespace, name } => {
+                let Ok(client) = &client else {
+                    anyhow::bail!("no Kubernetes client");
+                };
                 let watch = configmap::Watch {
                     client: client.clone(),
                     namespace: namespace.clone(),
@@ -294,10 +298,12 @@ impl Bound {
                 });
             }
         }
-        controller.spawn(&mut supervisor);
+        if let Some(controller) = &controller {
+            controller.spawn(&mut supervisor);
+        }
         let state = Arc::new(HttpState {
             metrics,
-            controller,
+            controller: controller.ok_or_else(|| client.err().unwrap_or_default()),
             health: supervisor.health(),
         });
         let router = Router::new()
@@ -336,7 +342,11 @@ async fn metrics_text(State(state): State<Arc<HttpState>>) -> Response {
 /// Ready: a policy loaded, every watch listed, no task failing. Leadership
 /// is not needed: a follower is a ready standby.
 async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
-    if let Some(why) = state.controller.not_ready() {
+    let why = match &state.controller {
+        Ok(controller) => controller.not_ready().map(str::to_owned),
+        Err(why) => Some(why.clone()),
+    };
+    if let Some(why) = why {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
     }
     let problems = state.health.problems();

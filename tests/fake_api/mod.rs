@@ -57,7 +57,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
 pub use rbac::{Attributes, Manifests};
-pub use writable::Resource;
+#[allow(unused_imports)]
+pub use writable::{Resource, b64};
 
 /// The reporting controller every Event must name.
 pub const REPORTING_CONTROLLER: &str = "pull-secret-injector";

@@ -208,6 +208,12 @@ impl Writable {
     }
 }
 
+/// Standard base64, as Secret data is stored.
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
 fn text<'a>(value: &'a Value, field: &str) -> &'a str {
     value[field].as_str().unwrap_or_default()
 }
@@ -282,6 +288,12 @@ impl FakeApi {
     pub fn secrets(&self) -> Vec<Value> {
         let inner = self.writable.inner.lock().unwrap();
         inner.secrets.objects.values().cloned().collect()
+    }
+
+    /// How many stored Secrets satisfy `check` (no copies made).
+    pub fn count_secrets(&self, check: impl Fn(&Value) -> bool) -> usize {
+        let inner = self.writable.inner.lock().unwrap();
+        inner.secrets.objects.values().filter(|s| check(s)).count()
     }
 
     /// The stored Lease.

@@ -101,12 +101,9 @@ impl SyncMetrics {
             "1 while this replica holds the sync Lease, else 0",
             leader.clone(),
         );
-        let reconcile = Histogram::new(
-            [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]
-            .into_iter(),
-        );
+        let reconcile = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]);
         registry.register_with_unit(
             "reconcile_duration",
             "Time to compare the wanted copies with the observed ones",
