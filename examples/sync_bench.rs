@@ -140,7 +140,7 @@ async fn main() {
         "/target/release/pull-secret-injector"
     );
     let started = Instant::now();
-    let mut child = std::process::Command::new(&bin)
+    let mut child = std::process::Command::new(bin)
         .args([
             "sync",
             "--namespace",
