@@ -313,14 +313,19 @@ impl Bound {
             .with_state(state);
         tracing::info!(listen = %listener.local_addr()?, identity = %config.settings.identity, namespace = %config.settings.namespace, "sync controller running");
         let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
-        let http = tokio::spawn(server::serve_plain(listener, router, async move {
-            let _ = stopped.await;
-        }));
+        let http = tokio::spawn(server::serve_plain(
+            listener,
+            router,
+            server::Limits::metrics(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         shutdown.await;
         tracing::info!("shutdown requested");
         supervisor.shutdown().await;
         let _ = stop_http.send(());
-        if let Ok(Err(err)) = http.await {
+        if let Err(err) = http.await {
             tracing::error!(error = %err, "metrics listener failed");
         }
         tracing::info!("stopped");
