@@ -74,6 +74,7 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
     let fake = FakeApi::start_with(Manifests::sync()).await;
+    fake.use_writable_secrets();
     fake.put_namespace(NS, &[]);
     for i in 0..n {
         fake.put_namespace(&format!("ns-{i:05}"), &[]);
