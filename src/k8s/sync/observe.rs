@@ -7,8 +7,8 @@
 //! its size does not grow with the size of the credentials. Sources are
 //! kept whole: there are few, and their content is what gets written.
 //!
-//! Each watch is kube's watcher: it re-lists after `410 Gone` and backs
-//! off on errors. A re-list replaces what it covers in one step at
+//! Each watch is kube's watcher, retried as [`crate::k8s::retry`] says: a
+//! `410 Gone` lists again at once, other errors wait at most a few seconds. A re-list replaces what it covers in one step at
 //! `InitDone`, so objects deleted while the watch was down disappear too.
 
 use std::collections::hash_map::RandomState;
@@ -21,7 +21,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
@@ -30,6 +29,7 @@ use tokio::time::Instant;
 use crate::core::reconcile::{
     self, Copy, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Observed, SOURCE_ANNOTATION, Source,
 };
+use crate::k8s::retry::{Recovery, Retry};
 use crate::runtime::policy_store::PolicyStore;
 
 /// The label selector of the copies watch.
@@ -260,24 +260,43 @@ fn key_of(meta: &ObjectMeta) -> (String, String) {
     )
 }
 
-/// Runs a watch stream until `stop`, handing every event to `apply`.
-async fn drive<K>(
+/// Runs the watch `start` builds until `stop`, handing every event to
+/// `apply`; errors are retried as [`crate::k8s::retry`] says (a `410 Gone`
+/// lists again at once).
+async fn drive<K, S>(
     what: &str,
-    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    start: impl Fn() -> S,
     mut stop: watch::Receiver<bool>,
     mut apply: impl FnMut(watcher::Event<K>),
-) -> anyhow::Result<()> {
-    let mut events = std::pin::pin!(events);
+) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
+{
+    let mut events = start();
+    let mut retry = Retry::default();
     loop {
         let item = tokio::select! {
             item = events.next() => item,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         };
         match item {
-            Some(Ok(event)) => apply(event),
-            Some(Err(err)) => {
-                tracing::warn!(watch = what, error = %err, "watch failed; retrying with backoff");
+            Some(Ok(event)) => {
+                retry.answered_by(&event);
+                apply(event);
             }
+            Some(Err(err)) => match retry.after(&err) {
+                Recovery::Relist => {
+                    tracing::info!(watch = what, error = %err, "watch expired; listing again now");
+                    events = start();
+                }
+                Recovery::Wait(wait) => {
+                    tracing::warn!(watch = what, error = %err, retry_in = ?wait, "watch failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+            },
             None => anyhow::bail!("the {what} watch ended"),
         }
     }
@@ -290,7 +309,7 @@ pub async fn watch_namespaces(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let start = || watcher(api.clone(), watcher::Config::default()).boxed();
     let mut listing: Option<BTreeMap<String, NamespaceEntry>> = None;
     let entry = |ns: &PartialObjectMeta<Namespace>| {
         (
@@ -301,7 +320,7 @@ pub async fn watch_namespaces(
             },
         )
     };
-    drive("namespace", events, stop, |event| {
+    drive("namespace", start, stop, |event| {
         match event {
             watcher::Event::Init => listing = Some(BTreeMap::new()),
             watcher::Event::InitApply(ns) => {
@@ -336,9 +355,9 @@ pub async fn watch_copies(
 ) -> anyhow::Result<()> {
     let api: Api<Secret> = Api::all(client);
     let config = watcher::Config::default().labels(&managed_selector());
-    let events = watcher(api, config).default_backoff();
+    let start = || watcher(api.clone(), config.clone()).boxed();
     let mut listing: Option<BTreeMap<(String, String), CopyEntry>> = None;
-    drive("managed Secret", events, stop, |event| {
+    drive("managed Secret", start, stop, |event| {
         match event {
             watcher::Event::Init => listing = Some(BTreeMap::new()),
             watcher::Event::InitApply(secret) => {
@@ -424,12 +443,12 @@ pub async fn watch_sources(
             let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
             let key = (namespace.clone(), name.clone());
             watcher(api, config)
-                .default_backoff()
                 .map(move |event| (key.clone(), event))
                 .boxed()
         });
         let mut events = stream::select_all(streams);
         let mut seen: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut retry = Retry::default();
         let mut recheck = tokio::time::interval(poll);
         recheck.tick().await;
         loop {
@@ -447,11 +466,22 @@ pub async fn watch_sources(
                 anyhow::bail!("the source Secret watches ended");
             };
             let event = match event {
-                Ok(event) => event,
-                Err(err) => {
-                    tracing::warn!(source = %format!("{}/{}", key.0, key.1), error = %err, "source Secret watch failed; retrying with backoff");
-                    continue;
+                Ok(event) => {
+                    retry.answered_by(&event);
+                    event
                 }
+                Err(err) => match retry.after(&err) {
+                    // Every source watch is set up again (there are few).
+                    Recovery::Relist => break,
+                    Recovery::Wait(wait) => {
+                        tracing::warn!(source = %format!("{}/{}", key.0, key.1), error = %err, retry_in = ?wait, "source Secret watch failed; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            _ = stop.wait_for(|s| *s) => return Ok(()),
+                        }
+                        continue;
+                    }
+                },
             };
             let entry = |secret: &Secret| SourceEntry {
                 type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
