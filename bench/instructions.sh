@@ -8,7 +8,8 @@
 # operation, without the setup (policy generation, compile, fixture).
 #
 # Cases: one review (decode → decide → encode) against policies of 10, 100,
-# 1,000 and 10,000 rules (both generator shapes), and compiling a
+# 1,000 and 10,000 rules (both generator shapes), the floor's handler work
+# (examples/floor.rs: borrow the uid, write a fixed answer), and compiling a
 # 10,000-rule policy from text.
 #
 # Usage: bench/instructions.sh [--no-build]
@@ -52,6 +53,10 @@ for shape in "" "--shared-hosts"; do
             "review, $rules rules${shape:+ (shared hosts)}" "$n" "$ratio"
     done
 done
+floor="$(per_op 200 --op floor)"
+review="$(per_op 200 --op review --rules 100)"
+printf '%-34s %14d   (the review, 100 rules, is %sx this)\n' "floor handler (borrow uid, fixed answer)" "$floor" \
+    "$(python3 -c "print(f'{$review / $floor:.2f}')")"
 for shape in "" "--shared-hosts"; do
     n="$(per_op 1 --op compile --rules 10000 $shape)"
     printf '%-34s %14d\n' "compile 10000 rules${shape:+ (shared hosts)}" "$n"

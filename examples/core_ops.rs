@@ -10,6 +10,10 @@
 //!
 //! * `review`: decode the fixture AdmissionReview, decide against the
 //!   policy, encode the answer (the whole request path minus TLS and HTTP).
+//! * `floor`: what `examples/floor.rs` does per request — borrow
+//!   `request.uid` out of the same review (scanning the rest) and write the
+//!   fixed answer — for the review's cost relative to the least a webhook
+//!   pays in its handler.
 //! * `compile`: policy text → compiled policy (the result is dropped after
 //!   each iteration).
 //!
@@ -30,7 +34,20 @@ use pull_secret_injector::core::review::Review;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Op {
     Review,
+    Floor,
     Compile,
+}
+
+#[derive(serde::Deserialize)]
+struct FloorReview<'a> {
+    #[serde(borrow)]
+    request: FloorRequest<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct FloorRequest<'a> {
+    #[serde(borrow)]
+    uid: &'a str,
 }
 
 /// Runs a core operation N times (see the file's documentation).
@@ -62,6 +79,21 @@ fn main() {
                 let decision = decide(&review.request, &policy, None);
                 assert!(decision.patch.is_some());
                 bytes += decision.encode(&review).len();
+            }
+            black_box(bytes);
+        }
+        Op::Floor => {
+            let body = support::fixture_body();
+            let head = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"patchType":"JSONPatch","patch":"W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvaW1hZ2VQdWxsU2VjcmV0cyIsInZhbHVlIjpbeyJuYW1lIjoiaGFyYm9yLXB1bGwifSx7Im5hbWUiOiJkb2NrZXJodWItY3JlZHMifSx7Im5hbWUiOiJnaGNyLWFjbWUifV19XQ==","uid":"#;
+            let mut bytes = 0;
+            for _ in 0..args.iterations {
+                let review: FloorReview<'_> =
+                    serde_json::from_slice(black_box(&body)).expect("decodes");
+                let mut answer = Vec::with_capacity(head.len() + 48);
+                answer.extend_from_slice(head.as_bytes());
+                serde_json::to_writer(&mut answer, review.request.uid).expect("writes");
+                answer.extend_from_slice(b"}}");
+                bytes += black_box(answer).len();
             }
             black_box(bytes);
         }
