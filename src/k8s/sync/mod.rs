@@ -42,6 +42,9 @@ use metrics::SyncMetrics;
 use observe::{Cache, CopyEntry, SourceEntry};
 use write::{WriteError, Writer};
 
+/// Shortest time between two reconcile passes.
+const MIN_PASS_GAP: Duration = Duration::from_millis(20);
+
 /// How long a failed write waits before a pass may try it again.
 const FAILED_WRITE_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -189,6 +192,8 @@ impl Controller {
         );
         let mut memory = Memory::default();
         let mut retry_at: Option<Instant> = None;
+        let mut last_pass = Duration::ZERO;
+        let mut last_pass_at = Instant::now();
         loop {
             let retry = async {
                 match retry_at {
@@ -214,6 +219,20 @@ impl Controller {
                     return Ok(());
                 }
             }
+            // Passes are spaced (at least MIN_PASS_GAP, and 4× the last
+            // pass's time): a burst of changes — a cold start's thousands
+            // of writes echoing back — is one pass, and the writers, which
+            // need the cache lock a pass holds, keep most of the time.
+            let gap = MIN_PASS_GAP.max(last_pass * 4);
+            if let Some(wait) = gap.checked_sub(last_pass_at.elapsed()) {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => {
+                        writes.abort_all();
+                        return Ok(());
+                    }
+                }
+            }
             while let Ok(done) = done_rx.try_recv() {
                 self.finished(done, &mut busy, &mut memory);
             }
@@ -221,7 +240,11 @@ impl Controller {
             let now = Instant::now();
             busy.retain(|_, until| until.is_none_or(|t| t > now));
             retry_at = busy.values().flatten().min().copied();
-            let Some(plan) = self.pass() else { continue };
+            let started = Instant::now();
+            let plan = self.pass();
+            last_pass_at = Instant::now();
+            last_pass = last_pass_at - started;
+            let Some(plan) = plan else { continue };
             if !self.leadership.is_leader() {
                 continue;
             }
