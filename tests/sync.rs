@@ -472,6 +472,68 @@ async fn an_invalid_source_leaves_copies_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_the_source_has_no_key_for_is_reported_once() {
+    let fake = cluster(&["default"]).await;
+    // hub is also injected for quay.io, which its source has no key for.
+    let policy = "secrets:\n- {name: hub, from: pull-secret-injector/hub-source}\nrules:\n- name: hub\n  registries: [docker.io]\n  secrets: [hub]\n- name: quay-mirror\n  registries: [quay.io]\n  secrets: [hub]\n";
+    fake.put_configmap(NS, POLICY_CM, &[("policy.yaml", policy)]);
+    let source = fake.put_secret(
+        NS,
+        "hub-source",
+        JSON_TYPE,
+        &[(".dockerconfigjson", &dockerconfig("bot"))],
+        &[],
+    );
+    let replica = Replica::start(&fake, "sync-0");
+    let uncovered = || -> Vec<Value> {
+        fake.events()
+            .into_iter()
+            .filter(|e| e["reason"] == "CredentialsDoNotCover")
+            .collect()
+    };
+    eventually("CredentialsDoNotCover event", WAIT, || {
+        !uncovered().is_empty()
+    })
+    .await;
+    // The copy is made all the same.
+    eventually("copy in default", WAIT, || {
+        is_copy_of(&fake.secret("default", "hub"), &source)
+    })
+    .await;
+    let events = uncovered();
+    assert_eq!(events.len(), 1, "only quay.io is uncovered: {events:?}");
+    let event = &events[0];
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["metadata"]["namespace"], NS);
+    assert_eq!(event["regarding"]["kind"], "Secret");
+    assert_eq!(event["regarding"]["name"], "hub-source");
+    assert_eq!(event["regarding"]["uid"], source["metadata"]["uid"]);
+    let note = event["note"].as_str().unwrap();
+    for part in [
+        "\"quay-mirror\"",
+        "\"hub\"",
+        "\"quay.io\"",
+        "pull-secret-injector/hub-source",
+    ] {
+        assert!(note.contains(part), "{part} in {note}");
+    }
+    assert!(!note.contains("docker.io"), "docker.io is covered: {note}");
+    // Passes go on (conflict rechecks every 500 ms): not posted again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(uncovered().len(), 1);
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(
+        logs.lines().any(|l| l.contains("not covered")
+            && l.contains("quay.io")
+            && l.contains("quay-mirror")),
+        "the finding is logged"
+    );
+    replica.stop();
+    fake.assert_clean();
+    assert_no_marker(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_other_replica_takes_over_when_the_leader_dies() {
     let fake = cluster(&["default"]).await;
     let source = fake.put_secret(

@@ -20,6 +20,11 @@
 //! Copies in namespaces that are not active are left to the namespace's
 //! deletion.
 //!
+//! For a valid source, every registry pattern of every rule that lists the
+//! managed secret is checked against the source's `auths` keys
+//! ([`Keyring::covers`]); a pattern no key covers is an [`Uncovered`]
+//! finding in [`Plan::uncovered`]. The copies are made all the same.
+//!
 //! Pure: the edge observes (watches) and applies (writes); this module only
 //! compares. Content is compared through digests the edge computes with
 //! [`content_digest`], so the controller never keeps a copy's data.
@@ -27,6 +32,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 
+use super::credentials::{DockerConfig, Keyring};
 use super::policy::{CompiledPolicy, ManagedSecret, NamespaceFacts};
 use super::query::secrets_wanted_in;
 
@@ -66,6 +72,11 @@ pub enum Source<'a> {
         type_: &'a str,
         /// [`content_digest`] of its type and data.
         digest: u64,
+        /// Its `auths` keys, read with [`DockerConfig::parse`] in the
+        /// format its type says; `None` when the content is not a docker
+        /// config the kubelet can read (or the type is not a pull-secret
+        /// type).
+        keys: Option<&'a DockerConfig>,
     },
 }
 
@@ -165,6 +176,23 @@ pub enum Action {
     },
 }
 
+/// A registry pattern of a rule that the rule's managed secret has no
+/// credentials for: pods pulling from there get none from this secret.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Uncovered {
+    /// The managed secret's name.
+    pub secret: String,
+    /// Its source, `NAMESPACE/NAME`.
+    pub source: String,
+    /// The rule listing the secret.
+    pub rule: String,
+    /// The rule's registry pattern, as written.
+    pub host: String,
+    /// The source's content is not a docker config the kubelet can read
+    /// (so no pattern is covered).
+    pub unreadable: bool,
+}
+
 /// The copies of one managed secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretStatus {
@@ -195,6 +223,10 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Per managed secret (by name), how its copies stand.
     pub status: BTreeMap<String, SecretStatus>,
+    /// Registry patterns whose managed secret's valid source has no key
+    /// for them, by managed secret in policy order, then rule and pattern
+    /// in policy order.
+    pub uncovered: Vec<Uncovered>,
 }
 
 /// Whether copies may go to `ns` at all, whatever the rules say.
@@ -252,8 +284,13 @@ pub fn plan(
                 });
                 None
             }
-            Source::Present { type_, digest } if PULL_SECRET_TYPES.contains(&type_) => {
+            Source::Present {
+                type_,
+                digest,
+                keys,
+            } if PULL_SECRET_TYPES.contains(&type_) => {
                 status.digest = Some(digest);
+                plan.uncovered.extend(uncovered(policy, m, keys));
                 Some((type_, digest))
             }
             Source::Present { type_, .. } => {
@@ -333,6 +370,34 @@ pub fn plan(
     plan.actions = actions_by_secret.into_iter().flatten().collect();
     plan.actions.extend(orphans);
     plan
+}
+
+/// The registry patterns of the rules listing `secret` that a source with
+/// `keys` (`None`: unreadable content) does not cover, in policy order.
+pub fn uncovered(
+    policy: &CompiledPolicy,
+    secret: &ManagedSecret,
+    keys: Option<&DockerConfig>,
+) -> Vec<Uncovered> {
+    let keyring = keys.map(|k| Keyring::new([k])).unwrap_or_default();
+    let mut found = Vec::new();
+    for rule in policy.rules() {
+        if !rule.secrets().contains(&secret.name) {
+            continue;
+        }
+        for host in rule.registries() {
+            if !keyring.covers(host) {
+                found.push(Uncovered {
+                    secret: secret.name.clone(),
+                    source: secret.source(),
+                    rule: rule.name().to_owned(),
+                    host: host.clone(),
+                    unreadable: keys.is_none(),
+                });
+            }
+        }
+    }
+    found
 }
 
 /// A digest of a Secret's type and data, to compare a copy with its source

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::core::credentials::ConfigFormat;
 
 const POLICY: &str = r#"
 secrets:
@@ -27,17 +28,35 @@ const QUAY: &str = "ops/quay-source";
 /// A copy as a test writes it: managed, source annotation, type, digest.
 type CopyRow = (bool, Option<String>, String, u64);
 
+/// A source as a test writes it: type, digest, keys (`None`: unreadable).
+type SourceRow = (String, u64, Option<DockerConfig>);
+
+/// Keys covering both registries of [`POLICY`].
+const BOTH_KEYS: &str = r#"{"auths": {"https://index.docker.io/v1/": {}, "quay.io": {}}}"#;
+
+fn keys(json: &str) -> DockerConfig {
+    DockerConfig::parse(ConfigFormat::DockerConfigJson, json.as_bytes()).expect("docker config")
+}
+
 /// What a test observes, written out as plain maps.
 #[derive(Default)]
 struct World {
-    sources: BTreeMap<(String, String), Option<(String, u64)>>,
+    sources: BTreeMap<(String, String), Option<SourceRow>>,
     copies: BTreeMap<(String, String), CopyRow>,
 }
 
 impl World {
     fn source(mut self, ns: &str, name: &str, type_: &str, digest: u64) -> Self {
+        self.sources.insert(
+            (ns.into(), name.into()),
+            Some((type_.into(), digest, Some(keys(BOTH_KEYS)))),
+        );
+        self
+    }
+    /// A pull-secret source whose content reads as `config`.
+    fn source_keys(mut self, ns: &str, name: &str, config: Option<DockerConfig>) -> Self {
         self.sources
-            .insert((ns.into(), name.into()), Some((type_.into(), digest)));
+            .insert((ns.into(), name.into()), Some((JSON.into(), 1, config)));
         self
     }
     fn missing(mut self, ns: &str, name: &str) -> Self {
@@ -69,9 +88,10 @@ impl Observed for World {
         match self.sources.get(&(namespace.into(), name.into())) {
             None => Source::Unknown,
             Some(None) => Source::Missing,
-            Some(Some((type_, digest))) => Source::Present {
+            Some(Some((type_, digest, keys))) => Source::Present {
                 type_,
                 digest: *digest,
+                keys: keys.as_ref(),
             },
         }
     }
@@ -409,4 +429,125 @@ fn digests_cover_type_keys_and_values_unambiguously() {
     assert_ne!(base, d(JSON, &[(".dockercfg", b"{}")]));
     assert_ne!(d(JSON, &[("ab", b"c")]), d(JSON, &[("a", b"bc")]));
     assert_ne!(base, d(JSON, &[(".dockerconfigjson", b"{}"), ("x", b"")]));
+}
+
+const COVERAGE_POLICY: &str = r#"
+secrets:
+  - {name: creds, from: ops/creds-source}
+rules:
+  - name: corp
+    registries: [harbor.corp.example, "*.build.example", reg.io:5000]
+    secrets: [creds]
+  - name: hub
+    registries: [docker.io]
+    secrets: [creds]
+  - name: other
+    registries: [quay.io]
+    secrets: [unmanaged]
+"#;
+
+/// (what the test shows, source's auths keys, uncovered (rule, host)).
+type CoverageCase = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+fn finding(rule: &str, host: &str, unreadable: bool) -> Uncovered {
+    Uncovered {
+        secret: "creds".into(),
+        source: "ops/creds-source".into(),
+        rule: rule.into(),
+        host: host.into(),
+        unreadable,
+    }
+}
+
+#[test]
+fn registries_without_keys_are_reported_and_copies_still_made() {
+    let policy = CompiledPolicy::from_text(COVERAGE_POLICY).expect("valid");
+    let managed = policy.managed("creds").expect("managed");
+    let cases: [CoverageCase; 6] = [
+        (
+            "every registry covered: exact host, wildcard, port, docker.io via index.docker.io",
+            r#"{"auths": {"harbor.corp.example": {}, "ci.build.example": {}, "reg.io:5000": {}, "https://index.docker.io/v1/": {}}}"#,
+            &[],
+        ),
+        (
+            "uncovered exact host; quay.io is another secret's rule",
+            r#"{"auths": {"ci.build.example": {}, "reg.io:5000": {}, "index.docker.io": {}}}"#,
+            &[("corp", "harbor.corp.example")],
+        ),
+        (
+            "wildcard: a key of another domain does not cover it",
+            r#"{"auths": {"harbor.corp.example": {}, "ci.other.example": {}, "reg.io:5000": {}, "index.docker.io": {}}}"#,
+            &[("corp", "*.build.example")],
+        ),
+        (
+            "port mismatch: reg.io and reg.io:443 do not cover reg.io:5000",
+            r#"{"auths": {"harbor.corp.example": {}, "ci.build.example": {}, "reg.io": {}, "reg.io:443": {}, "index.docker.io": {}}}"#,
+            &[("corp", "reg.io:5000")],
+        ),
+        (
+            "a docker.io key covers docker.io as well; a path-scoped key covers no host",
+            r#"{"auths": {"harbor.corp.example/team-a": {}, "ci.build.example": {}, "reg.io:5000": {}, "docker.io": {}}}"#,
+            &[("corp", "harbor.corp.example")],
+        ),
+        (
+            "no keys at all",
+            r#"{"auths": {}}"#,
+            &[
+                ("corp", "harbor.corp.example"),
+                ("corp", "*.build.example"),
+                ("corp", "reg.io:5000"),
+                ("hub", "docker.io"),
+            ],
+        ),
+    ];
+    for (what, json, expected) in cases {
+        let config = keys(json);
+        let expected: Vec<Uncovered> = expected
+            .iter()
+            .map(|(rule, host)| finding(rule, host, false))
+            .collect();
+        assert_eq!(
+            uncovered(&policy, managed, Some(&config)),
+            expected,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn coverage_is_part_of_the_plan_only_for_valid_sources() {
+    let policy = CompiledPolicy::from_text(COVERAGE_POLICY).expect("valid");
+    let labels = BTreeMap::new();
+    let namespaces = [Namespace {
+        name: "team-a",
+        labels: &labels,
+        active: true,
+    }];
+    let run = |world: &World| plan(&policy, &namespaces, "pull-secret-injector", world);
+    let only_corp =
+        keys(r#"{"auths": {"harbor.corp.example": {}, "a.build.example": {}, "reg.io:5000": {}}}"#);
+    let plan_ = run(&World::default().source_keys("ops", "creds-source", Some(only_corp)));
+    assert_eq!(plan_.uncovered, [finding("hub", "docker.io", false)]);
+    assert_eq!(
+        plan_.actions,
+        [create("team-a", "creds")],
+        "copies still made"
+    );
+
+    let plan_ = run(&World::default().source_keys("ops", "creds-source", None));
+    assert_eq!(plan_.uncovered.len(), 4);
+    assert!(plan_.uncovered.iter().all(|u| u.unreadable));
+    assert_eq!(plan_.actions, [create("team-a", "creds")]);
+
+    for world in [
+        World::default().missing("ops", "creds-source"),
+        World::default().source("ops", "creds-source", OPAQUE, 1),
+        World::default(),
+    ] {
+        assert_eq!(run(&world).uncovered, []);
+    }
 }

@@ -24,7 +24,7 @@ pub mod metrics;
 pub mod observe;
 pub mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::core::reconcile::{self, Action, Namespace, Plan};
+use crate::core::reconcile::{self, Action, Namespace, Plan, Uncovered};
 use crate::runtime::policy_store::PolicyStore;
 use crate::runtime::supervise::Supervisor;
 use events::{Events, Regarding};
@@ -458,6 +458,35 @@ impl Controller {
             }
         }
         memory.invalid = invalid_now;
+        // Coverage: report findings that are new, on the source Secret.
+        let uncovered_now: BTreeSet<Uncovered> = plan.uncovered.into_iter().collect();
+        for found in uncovered_now.difference(&memory.uncovered) {
+            let Some((_, skey)) = source_ref(&found.secret) else {
+                continue;
+            };
+            let uid = state
+                .sources
+                .get(&skey)
+                .and_then(|s| s.as_ref())
+                .and_then(|s| s.uid.clone());
+            tracing::warn!(rule = %found.rule, managed_secret = %found.secret, source = %found.source, host = %found.host, unreadable = found.unreadable, "a rule's registry is not covered by its managed secret's credentials; copies are made all the same");
+            let _ = post_tx.send(Post {
+                regarding: Regarding {
+                    api_version: "v1",
+                    kind: "Secret",
+                    namespace: skey.0,
+                    name: skey.1,
+                    uid,
+                },
+                reason: "CredentialsDoNotCover",
+                note: uncovered_note(found),
+                warning: true,
+            });
+        }
+        for found in memory.uncovered.difference(&uncovered_now) {
+            tracing::info!(rule = %found.rule, managed_secret = %found.secret, host = %found.host, "a rule's registry is covered by its managed secret's credentials again (or no longer checked)");
+        }
+        memory.uncovered = uncovered_now;
         for (secret, status) in &plan.status {
             let Some(digest) = status.digest else {
                 continue;
@@ -546,6 +575,30 @@ struct Memory {
     written: BTreeMap<String, usize>,
     /// Managed secret → the source digest last announced as propagated.
     announced: BTreeMap<String, u64>,
+    /// Coverage findings, as last reported.
+    uncovered: BTreeSet<Uncovered>,
+}
+
+/// The note of a `CredentialsDoNotCover` Event: names rule, secret, source
+/// and host, never a credential.
+fn uncovered_note(found: &Uncovered) -> String {
+    let Uncovered {
+        secret,
+        source,
+        rule,
+        host,
+        unreadable,
+    } = found;
+    let why = if *unreadable {
+        format!("its source {source} holds no docker config the kubelet can read")
+    } else {
+        format!(
+            "its source {source} has no auths key the kubelet would use for it (an exact host is checked as an image on that host, a wildcard needs a whole-host key matching one of its hosts; keys with a path do not count)"
+        )
+    };
+    format!(
+        "rule {rule:?} injects managed secret {secret:?} for registry {host:?}, but {why}; the copies are made all the same, and pulls from {host} get no credentials from them"
+    )
 }
 
 /// Posts Events from a channel, while this replica leads.

@@ -5,7 +5,9 @@
 //! The [`Cache`] keeps of a copy only what the reconcile compares (labels
 //! that matter, type, a digest of the content, uid and resourceVersion), so
 //! its size does not grow with the size of the credentials. Sources are
-//! kept whole: there are few, and their content is what gets written.
+//! kept whole: there are few, and their content is what gets written; their
+//! `auths` keys (never the credentials) are read once per change, for the
+//! coverage check.
 //!
 //! Each watch is kube's watcher, retried as [`crate::k8s::retry`] says: a
 //! `410 Gone` lists again at once, other errors wait at most a few seconds. A re-list replaces what it covers in one step at
@@ -26,6 +28,7 @@ use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use crate::core::credentials::{ConfigFormat, DockerConfig};
 use crate::core::reconcile::{
     self, Copy, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Observed, SOURCE_ANNOTATION, Source,
 };
@@ -74,6 +77,19 @@ pub struct SourceEntry {
     pub digest: u64,
     /// Its uid, for Events about it.
     pub uid: Option<String>,
+    /// Its `auths` keys as the kubelet reads them (only keys are kept);
+    /// `None` when its content is unreadable or its type not a pull
+    /// secret's.
+    pub keys: Option<Arc<DockerConfig>>,
+}
+
+/// The `auths` keys of a Secret of type `type_` with `data`, read as the
+/// kubelet reads a pull secret: by its type, from the type's data key (an
+/// absent or empty one gives no keys).
+pub fn source_keys(type_: &str, data: &BTreeMap<String, ByteString>) -> Option<DockerConfig> {
+    let format = ConfigFormat::from_secret_type(type_)?;
+    let content = data.get(format.data_key()).map_or(&[][..], |v| &v.0[..]);
+    DockerConfig::parse(format, content).ok()
 }
 
 /// The observed state, shared by the watches and the reconciler.
@@ -112,6 +128,7 @@ impl Observed for State {
             Some(Some(s)) => Source::Present {
                 type_: &s.type_,
                 digest: s.digest,
+                keys: s.keys.as_deref(),
             },
         }
     }
@@ -483,11 +500,16 @@ pub async fn watch_sources(
                     }
                 },
             };
-            let entry = |secret: &Secret| SourceEntry {
-                type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
-                data: Arc::new(secret.data.clone().unwrap_or_default()),
-                digest: cache.digest(secret),
-                uid: secret.metadata.uid.clone(),
+            let entry = |secret: &Secret| {
+                let type_ = secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
+                let data = secret.data.clone().unwrap_or_default();
+                SourceEntry {
+                    keys: source_keys(&type_, &data).map(Arc::new),
+                    type_,
+                    data: Arc::new(data),
+                    digest: cache.digest(secret),
+                    uid: secret.metadata.uid.clone(),
+                }
             };
             match event {
                 watcher::Event::Init => {
