@@ -341,11 +341,27 @@ async fn json_findings_of_every_kind_over_pages_followed_with_continue() {
             ),
             finding(
                 "team-a",
+                "api-7d9f8b6c5d-0",
+                "api",
+                harbor,
+                "no-credentials",
+                None
+            ),
+            finding(
+                "team-a",
                 "api-7d9f8b6c5d-1",
                 "api",
                 harbor,
                 "missing-secret-ref",
                 Some("harbor-pull")
+            ),
+            finding(
+                "team-a",
+                "api-7d9f8b6c5d-1",
+                "api",
+                harbor,
+                "no-credentials",
+                None
             ),
             finding(
                 "team-a",
@@ -357,11 +373,27 @@ async fn json_findings_of_every_kind_over_pages_followed_with_continue() {
             ),
             finding(
                 "team-a",
+                "api-7d9f8b6c5d-2",
+                "api",
+                harbor,
+                "no-credentials",
+                None
+            ),
+            finding(
+                "team-a",
                 "backup-29012345-x7k2p",
                 "backup",
                 "nginx:1.27",
                 "secret-not-found",
                 Some("gone")
+            ),
+            finding(
+                "team-a",
+                "backup-29012345-x7k2p",
+                "backup",
+                "nginx:1.27",
+                "no-credentials",
+                None
             ),
             finding(
                 "team-a",
@@ -382,17 +414,39 @@ async fn json_findings_of_every_kind_over_pages_followed_with_continue() {
             finding(
                 "team-b",
                 "web",
+                "web",
+                "quay.io/acme/web:2",
+                "no-credentials",
+                None
+            ),
+            finding(
+                "team-b",
+                "web",
                 "proxy",
                 "harbor.corp.example/proxy:1",
                 "secret-wrong-type",
                 Some("harbor-pull")
             ),
+            finding(
+                "team-b",
+                "web",
+                "proxy",
+                "harbor.corp.example/proxy:1",
+                "no-credentials",
+                None
+            ),
         ]
     );
     assert!(
-        lines[6]["detail"].as_str().unwrap().contains("\"Opaque\""),
+        lines[11]["detail"].as_str().unwrap().contains("\"Opaque\""),
         "{}",
-        lines[6]
+        lines[11]
+    );
+
+    // no-credentials names the pull secrets and their keys, never values.
+    assert_eq!(
+        lines[7]["detail"],
+        "rules dockerhub match the image, but no auths key of the pod's pull secrets is one the kubelet would use for it: dockerhub-creds [harbor.corp.example]"
     );
 
     // Pods were listed cluster-wide in pages of 2, each page asking for the
@@ -448,7 +502,7 @@ async fn table_names_the_workload_to_restart_and_sums_up() {
     .await;
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines.len(), 9, "{}", run.stdout);
+    assert_eq!(lines.len(), 15, "{}", run.stdout);
     let header = lines[0];
     for column in [
         "NAMESPACE",
@@ -475,7 +529,7 @@ async fn table_names_the_workload_to_restart_and_sums_up() {
     .iter()
     .map(|c| header.find(c).unwrap())
     .collect();
-    for row in &lines[1..8] {
+    for row in &lines[1..14] {
         for &at in &starts {
             assert_eq!(&row[at - 3..at], "   ", "column at {at} in {row:?}");
             assert_ne!(&row[at..=at], " ", "column at {at} in {row:?}");
@@ -486,7 +540,7 @@ async fn table_names_the_workload_to_restart_and_sums_up() {
     assert!(row("backup-29012345-x7k2p").contains("CronJob/backup"));
     assert!(row("bare").contains("<none>"));
     assert!(row("web ").contains("quay-pull"));
-    assert_eq!(lines[8], "7 findings in 6 of 9 pods (3 namespaces)");
+    assert_eq!(lines[14], "13 findings in 6 of 9 pods (3 namespaces)");
     // Owners were read once each (the three api pods share a ReplicaSet).
     assert_eq!(
         fake.object_gets(),
@@ -530,7 +584,7 @@ async fn a_namespace_without_findings_exits_0_and_the_current_namespace_is_the_d
     )
     .await;
     assert_eq!(run.code, 1);
-    assert_eq!(findings(&run.stdout).len(), 2);
+    assert_eq!(findings(&run.stdout).len(), 4);
     fake.assert_clean();
 }
 

@@ -4,7 +4,8 @@
 //! Pods are listed in pages of `--chunk-size`; each page is checked and
 //! dropped before the next is read, so memory follows the page size. A
 //! namespace's Secrets are read when its first Pod that lists a pull secret
-//! is met (names and types only), its labels only when the policy has
+//! is met (names, types and pull secrets' `auths` keys only), its labels
+//! only when the policy has
 //! namespace selectors. The findings themselves come from
 //! [`crate::core::audit`]. Exit status: 0 no findings, 1 findings, 2 the
 //! audit could not run.

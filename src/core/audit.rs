@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::credentials::{DockerConfig, Keyring};
 use super::image;
 use super::pod::{ContainerView, PodSpecView};
 use super::policy::{CompiledPolicy, NamespaceFacts};
@@ -66,11 +67,15 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// What `audit` keeps of one Secret: its type. Never its data.
+/// What `audit` keeps of one Secret: its type and, for a pull secret, the
+/// `auths` keys of its docker config. Never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretFacts {
     /// The Secret's `type` (`Opaque` when the API omits it).
     pub secret_type: String,
+    /// For a pull secret: its docker config's keys, or why the kubelet
+    /// cannot read it (the message names fields, never values).
+    pub config: Option<Result<DockerConfig, String>>,
 }
 
 impl SecretFacts {
@@ -111,12 +116,16 @@ struct Image<'s, 'p> {
 ///   said of it);
 /// - `missing-secret-ref` for each secret the policy gives it that the Pod
 ///   does not list;
-/// - `secret-not-found` / `secret-wrong-type` for each secret the Pod lists
+/// - `secret-not-found` / `secret-wrong-type` (also: a pull secret whose
+///   content the kubelet cannot read) for each secret the Pod lists
 ///   that concerns the image and is missing or not a pull secret. A listed
 ///   secret concerns the images the policy gives it to; one the policy gives
 ///   to none of the Pod's images (added by hand, or by the ServiceAccount)
 ///   concerns every image, since the kubelet offers every pull secret to
-///   every image.
+///   every image;
+/// - `no-credentials` when some rule matches the image but the kubelet's
+///   keyring of the Pod's readable pull secrets ([`Keyring`]) has no key
+///   for it.
 pub fn findings(
     policy: &CompiledPolicy,
     ns: &NamespaceFacts<'_>,
@@ -169,6 +178,14 @@ pub fn findings(
         .copied()
         .filter(|s| !given_to_some_image(s))
         .collect();
+
+    // The kubelet's keyring for the Pod: its readable pull secrets, in the
+    // Pod's order.
+    let configs: Vec<&DockerConfig> = listed
+        .iter()
+        .filter_map(|name| secrets.get(*name)?.config.as_ref()?.as_ref().ok())
+        .collect();
+    let keyring = Keyring::new(configs);
 
     for img in &images {
         let finding = |kind, secret: Option<&str>, detail: String| Finding {
@@ -223,11 +240,55 @@ pub fn findings(
                         PULL_SECRET_TYPES.join(" or ")
                     ),
                 )),
+                Some(SecretFacts {
+                    config: Some(Err(err)),
+                    ..
+                }) => out.push(finding(
+                    FindingKind::SecretWrongType,
+                    Some(secret),
+                    format!(
+                        "its docker config is not what the kubelet accepts ({err}); the kubelet fails every pull of the pod"
+                    ),
+                )),
                 Some(_) => {}
+            }
+        }
+        if !grant.rules.is_empty() {
+            let found = keyring.lookup(img.image).map(|c| c.len()).unwrap_or(0);
+            if found == 0 {
+                out.push(finding(
+                    FindingKind::NoCredentials,
+                    None,
+                    no_credentials(&listed, secrets, grant),
+                ));
             }
         }
     }
     out
+}
+
+/// Why an image that matches a rule gets no credentials: which pull
+/// secrets were there, and their keys (names, never values).
+fn no_credentials(listed: &[&str], secrets: &Secrets, grant: &Grant<'_>) -> String {
+    let usable: Vec<String> = listed
+        .iter()
+        .filter_map(|name| match secrets.get(*name)?.config.as_ref()? {
+            Ok(config) => Some(format!("{name} [{}]", config.keys().join(", "))),
+            Err(_) => None,
+        })
+        .collect();
+    if usable.is_empty() {
+        format!(
+            "rules {} match the image, but the pod has no readable pull secret",
+            grant.rules.join(", ")
+        )
+    } else {
+        format!(
+            "rules {} match the image, but no auths key of the pod's pull secrets is one the kubelet would use for it: {}",
+            grant.rules.join(", "),
+            usable.join("; ")
+        )
+    }
 }
 
 #[cfg(test)]

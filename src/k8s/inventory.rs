@@ -5,8 +5,8 @@
 //!   --chunk-size`): a [`PodPage`] keeps the page's JSON and lends out views
 //!   of its Pods that borrow from it, so a page costs about its own size.
 //! - The Secrets of one namespace, also listed in pages, each reduced to
-//!   its name and type on the way in ([`SecretFacts`]); their data is never
-//!   kept.
+//!   its name, type and, for a pull secret, the `auths` keys of its docker
+//!   config on the way in ([`SecretFacts`]); no value is kept.
 //! - A namespace's labels (for `namespaces.selector` rules), metadata only.
 //! - The workload that owns a Pod (ReplicaSet → Deployment, Job → CronJob),
 //!   through metadata-only reads cached per namespace ([`Owners`]).
@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use base64::Engine as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -27,6 +28,7 @@ use serde::Deserialize;
 
 use super::configmap::POLICY_KEY;
 use crate::core::audit::{SecretFacts, Secrets};
+use crate::core::credentials::{ConfigFormat, DockerConfig};
 use crate::core::pod::{AnnotationsView, PodSpecView};
 
 /// Why something `audit` needs could not be read.
@@ -184,7 +186,7 @@ pub struct OwnerRef<'a> {
     pub controller: Option<bool>,
 }
 
-/// A page of Secrets: names and types only (the data is skipped unread).
+/// A page of Secrets: names, types and (borrowed) data.
 #[derive(Deserialize)]
 struct SecretList<'a> {
     #[serde(default)]
@@ -199,6 +201,34 @@ struct SecretItem<'a> {
     metadata: NameMeta<'a>,
     #[serde(default, borrow, rename = "type")]
     secret_type: Option<Cow<'a, str>>,
+    /// Borrowed from the page (base64 has nothing to unescape); only a pull
+    /// secret's docker config is decoded, down to its keys, then dropped.
+    #[serde(default, borrow)]
+    data: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+/// What the kubelet would read of a Secret: for a pull secret, its docker
+/// config's keys (or why it cannot), else nothing.
+fn secret_facts(item: SecretItem<'_>) -> SecretFacts {
+    let secret_type = item
+        .secret_type
+        .filter(|t| !t.is_empty())
+        .map_or_else(|| "Opaque".to_owned(), Cow::into_owned);
+    let config = ConfigFormat::from_secret_type(&secret_type).map(|format| {
+        let encoded = item
+            .data
+            .as_ref()
+            .and_then(|d| d.get(format.data_key()))
+            .map_or("", |v| v.as_ref());
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| format!("{} is not base64", format.data_key()))?;
+        DockerConfig::parse(format, &content).map_err(|e| e.to_string())
+    });
+    SecretFacts {
+        secret_type,
+        config,
+    }
 }
 
 #[derive(Deserialize)]
@@ -270,15 +300,8 @@ impl Inventory {
                     source,
                 })?;
             for item in page.items {
-                out.insert(
-                    item.metadata.name.into_owned(),
-                    SecretFacts {
-                        secret_type: item
-                            .secret_type
-                            .filter(|t| !t.is_empty())
-                            .map_or_else(|| "Opaque".to_owned(), Cow::into_owned),
-                    },
-                );
+                let name = item.metadata.name.clone().into_owned();
+                out.insert(name, secret_facts(item));
             }
             match page.metadata.continue_token.filter(|t| !t.is_empty()) {
                 Some(next) => token = Some(next),

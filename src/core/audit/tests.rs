@@ -26,13 +26,36 @@ fn policy() -> CompiledPolicy {
     CompiledPolicy::from_text(POLICY).expect("valid")
 }
 
+/// Secrets of these types; pull secrets hold keys for every registry of
+/// the policy unless `keys` says otherwise (`name=key1,key2`, or
+/// `name=!` for content the kubelet cannot read).
 fn secrets(list: &[(&str, &str)]) -> Secrets {
     list.iter()
         .map(|(name, t)| {
+            let (name, keys) = name
+                .split_once('=')
+                .unwrap_or((name, "docker.io,harbor.corp.example,ghcr.io,quay.io"));
+            let config = PULL_SECRET_TYPES.contains(t).then(|| {
+                if keys == "!" {
+                    return Err("invalid JSON".to_owned());
+                }
+                let auths: serde_json::Map<String, serde_json::Value> = keys
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(|k| (k.to_owned(), serde_json::json!({})))
+                    .collect();
+                let text = serde_json::json!({"auths": auths}).to_string();
+                Ok(DockerConfig::parse(
+                    crate::core::credentials::ConfigFormat::DockerConfigJson,
+                    text.as_bytes(),
+                )
+                .expect("config"))
+            });
             (
-                (*name).to_owned(),
+                name.to_owned(),
                 SecretFacts {
                     secret_type: (*t).to_owned(),
+                    config,
                 },
             )
         })
@@ -105,7 +128,9 @@ fn findings_per_container_image() {
             &[
                 ("a", "missing-secret-ref", Some("harbor")),
                 ("a", "missing-secret-ref", Some("shared")),
+                ("a", "no-credentials", None),
                 ("b", "missing-secret-ref", Some("hub")),
+                ("b", "no-credentials", None),
             ],
         ),
         (
@@ -117,7 +142,9 @@ fn findings_per_container_image() {
             &[
                 ("a", "secret-not-found", Some("harbor")),
                 ("a", "secret-not-found", Some("shared")),
+                ("a", "no-credentials", None),
                 ("b", "secret-wrong-type", Some("hub")),
+                ("b", "no-credentials", None),
             ],
         ),
         (
@@ -140,6 +167,7 @@ fn findings_per_container_image() {
             &[
                 ("a", "invalid-image", None),
                 ("i", "missing-secret-ref", Some("hub")),
+                ("i", "no-credentials", None),
                 ("debug", "invalid-image", None),
             ],
         ),
@@ -148,7 +176,10 @@ fn findings_per_container_image() {
             "prod",
             r#"{"containers":[{"name":"a","image":"ghcr.io/acme/x"},{"name":"q","image":"quay.io/acme/y"}]}"#,
             &[],
-            &[("q", "missing-secret-ref", Some("quay"))],
+            &[
+                ("q", "missing-secret-ref", Some("quay")),
+                ("q", "no-credentials", None),
+            ],
         ),
         (
             "in team-a the ghcr rule applies",
@@ -156,6 +187,40 @@ fn findings_per_container_image() {
             r#"{"containers":[{"name":"a","image":"ghcr.io/acme/x"}],"imagePullSecrets":[{"name":"ghcr"},{"name":"ghcr"},{"name":""},{}]}"#,
             &[("ghcr", PULL)],
             &[],
+        ),
+        (
+            "keys for other hosts give no credentials (every pull secret serves every image)",
+            "default",
+            r#"{"containers":[{"name":"a","image":"nginx"},{"name":"h","image":"harbor.corp.example/x"}],
+                "imagePullSecrets":[{"name":"hub"},{"name":"harbor"},{"name":"shared"}]}"#,
+            &[
+                ("hub=harbor.corp.example", PULL),
+                ("harbor=", PULL),
+                ("shared=harbor.corp.example:5000", PULL),
+            ],
+            &[("a", "no-credentials", None)],
+        ),
+        (
+            "Docker Hub's legacy key serves Docker Hub images; another secret's key serves harbor",
+            "default",
+            r#"{"containers":[{"name":"a","image":"nginx"},{"name":"h","image":"harbor.corp.example/x"}],
+                "imagePullSecrets":[{"name":"hub"},{"name":"harbor"},{"name":"shared"}]}"#,
+            &[
+                ("hub=https://index.docker.io/v1/", PULL),
+                ("harbor=", PULL),
+                ("shared=https://harbor.corp.example", PULL),
+            ],
+            &[],
+        ),
+        (
+            "content the kubelet cannot read",
+            "default",
+            r#"{"containers":[{"name":"a","image":"nginx"}],"imagePullSecrets":[{"name":"hub"}]}"#,
+            &[("hub=!", PULL)],
+            &[
+                ("a", "secret-wrong-type", Some("hub")),
+                ("a", "no-credentials", None),
+            ],
         ),
         (
             "containers without an image and null lists are skipped",
@@ -194,12 +259,13 @@ fn details_name_rules_namespaces_and_types() {
         details[1].contains(r#""Opaque""#) && details[1].contains(PULL),
         "{details:?}"
     );
+    assert!(details[2].contains("rules harbor match"), "{details:?}");
     assert!(
-        details[2].starts_with("not a valid image reference: "),
+        details[3].starts_with("not a valid image reference: "),
         "{details:?}"
     );
-    assert_eq!(found[2].image, "a b");
-    assert_eq!(found.len(), 3);
+    assert_eq!(found[3].image, "a b");
+    assert_eq!(found.len(), 4);
 
     let missing = findings(&policy, &facts, &pod, &Secrets::new());
     assert!(
