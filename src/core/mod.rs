@@ -18,6 +18,8 @@
 //! - [`credentials`]: the kubelet's credential keyring over `auths` keys:
 //!   which keys it would try for an image, and whether keys cover a
 //!   policy registry pattern.
+//! - [`redact`]: what logs and warnings must never show (credentials in
+//!   image references, values in a review printed at debug).
 //! - [`yaml`]: YAML ⇄ JSON for the offline commands.
 
 pub mod audit;
