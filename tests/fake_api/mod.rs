@@ -979,19 +979,33 @@ fn watch_response(
     let store = inner.store(kind);
     store.watches += 1;
     if std::mem::take(&mut store.gone_next) {
-        let status = json!({"type": "ERROR", "object": {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": format!("too old resource version: {from}"), "reason": "Expired", "code": 410}});
-        return Response::builder()
-            .header(CONTENT_TYPE, "application/json")
-            .body(Body::from(format!("{status}\n")))
-            .unwrap();
+        return gone(from);
     }
     // From resourceVersion 0 (or none) a watch starts with the current
     // objects as ADDED; from a later one it replays what followed.
-    let replay: Vec<Line> = if from == 0 {
-        store
-            .objects
+    let replay = replay(&store.objects, &store.history, from);
+    let live = fake.tx(kind).subscribe();
+    drop(inner);
+    // Lagging behind is not expected of these small watches; skip on.
+    stream_watch(fake, replay, live, false, filter, target)
+}
+
+/// A watch answered with 410 Gone, as after a watch cache restart.
+fn gone(from: u64) -> Response {
+    let status = json!({"type": "ERROR", "object": {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("too old resource version: {from}"), "reason": "Expired", "code": 410}});
+    Response::builder()
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(format!("{status}\n")))
+        .unwrap()
+}
+
+/// What a watch from `from` starts with: the current objects as ADDED from
+/// 0, else the changes after `from`.
+fn replay(objects: &BTreeMap<(String, String), Value>, history: &[Line], from: u64) -> Vec<Line> {
+    if from == 0 {
+        objects
             .values()
             .map(|object| Line {
                 resource_version: 0,
@@ -1000,26 +1014,42 @@ fn watch_response(
             })
             .collect()
     } else {
-        store
-            .history
+        history
             .iter()
             .filter(|l| l.resource_version > from)
             .cloned()
             .collect()
-    };
-    let live = fake.tx(kind).subscribe();
-    drop(inner);
+    }
+}
+
+/// The streamed body of a watch: `replay`, then live changes, filtered and
+/// rendered, until the fake drops its watches. A watcher that falls behind
+/// the live channel is ended when `end_on_lag` (as the apiserver ends a slow
+/// watch, so it resumes from its last resourceVersion), else skips ahead.
+fn stream_watch(
+    fake: &FakeApi,
+    replay: Vec<Line>,
+    live: broadcast::Receiver<Line>,
+    end_on_lag: bool,
+    filter: Filter,
+    target: Target,
+) -> Response {
     let mut dropped = fake.drop_tx.subscribe();
     dropped.mark_unchanged();
-    let live = futures::stream::unfold(live, |mut rx| async move {
+    let live = futures::stream::unfold(live, move |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(line) => return Some((line, rx)),
+                Ok(line) => return Some((Some(line), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) if end_on_lag => {
+                    return Some((None, rx));
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
-    });
+    })
+    .take_while(|line| std::future::ready(line.is_some()))
+    .filter_map(std::future::ready);
     let stream = futures::stream::iter(replay)
         .chain(live)
         .filter(move |line| std::future::ready(filter.matches(&line.object)))

@@ -16,14 +16,10 @@
 //! given status (500, 429 with Retry-After), or all of them for a while.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Mutex;
 
-use axum::body::Body;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -661,61 +657,12 @@ fn watch(
     let mut inner = fake.writable.inner.lock().unwrap();
     let store = inner.store(resource);
     if std::mem::take(&mut store.gone_next) {
-        let status = json!({"type": "ERROR", "object": {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": format!("too old resource version: {from}"), "reason": "Expired", "code": 410}});
-        return Response::builder()
-            .header(CONTENT_TYPE, "application/json")
-            .body(Body::from(format!("{status}\n")))
-            .unwrap();
+        return super::gone(from);
     }
-    let replay: Vec<Line> = if from == 0 {
-        store
-            .objects
-            .values()
-            .map(|object| Line {
-                resource_version: 0,
-                event_type: "ADDED",
-                object: object.clone(),
-            })
-            .collect()
-    } else {
-        store
-            .history
-            .iter()
-            .filter(|l| l.resource_version > from)
-            .cloned()
-            .collect()
-    };
+    let replay = super::replay(&store.objects, &store.history, from);
     let live = fake.writable.tx(resource).subscribe();
     drop(inner);
-    let mut dropped = fake.drop_tx.subscribe();
-    dropped.mark_unchanged();
-    let live = futures::stream::unfold(live, |mut rx| async move {
-        match rx.recv().await {
-            Ok(line) => Some((Some(line), rx)),
-            // A watcher that fell behind is ended (as the apiserver ends a
-            // slow watch), so it resumes from its last resourceVersion.
-            Err(broadcast::error::RecvError::Lagged(_)) => Some((None, rx)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    })
-    .take_while(|line| std::future::ready(line.is_some()))
-    .filter_map(std::future::ready);
-    let stream = futures::stream::iter(replay)
-        .chain(live)
-        .filter(move |line| std::future::ready(filter.matches(&line.object)))
-        .map(move |line| {
-            let event = json!({"type": line.event_type, "object": render(&line.object, target)});
-            Ok::<_, Infallible>(format!("{event}\n"))
-        })
-        .take_until(async move {
-            let _ = dropped.changed().await;
-        });
-    Response::builder()
-        .header(CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(stream))
-        .unwrap()
+    super::stream_watch(fake, replay, live, true, filter, target)
 }
 
 impl Filter {
