@@ -66,19 +66,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if !(args.tls_cert.exists() && args.tls_key.exists()) {
-        let dir = args
-            .tls_cert
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        let files = certs::CertFiles {
-            ca: dir.join("ca.crt"),
-            cert: args.tls_cert.clone(),
-            key: args.tls_key.clone(),
-        };
-        certs::write_set(&files, &certs::dev_hosts()).context("cannot write certificates")?;
-    }
+    certs::ensure_dev_set(&args.tls_cert, &args.tls_key).context("cannot write certificates")?;
     let store = Arc::new(
         CertStore::load(&args.tls_cert, &args.tls_key)
             .context("cannot load the serving certificate")?,

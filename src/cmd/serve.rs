@@ -513,17 +513,9 @@ fn fd_budget(tls: Limits, metrics: Limits) -> (Limits, Limits) {
 
 /// Creates a localhost certificate set next to `cert` when none is there.
 fn ensure_dev_certs(cert: &Path, key: &Path) -> anyhow::Result<()> {
-    if cert.exists() && key.exists() {
-        return Ok(());
+    if let Some(files) = certs::ensure_dev_set(cert, key)? {
+        tracing::info!(ca = %files.ca.display(), cert = %cert.display(), "generated a development certificate for localhost");
     }
-    let dir = cert.parent().unwrap_or(Path::new("."));
-    let files = certs::CertFiles {
-        ca: dir.join("ca.crt"),
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-    };
-    certs::write_set(&files, &certs::dev_hosts())?;
-    tracing::info!(ca = %files.ca.display(), cert = %cert.display(), "generated a development certificate for localhost");
     Ok(())
 }
 

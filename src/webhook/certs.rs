@@ -165,6 +165,24 @@ impl CertFiles {
     }
 }
 
+/// Makes a localhost certificate set for `cert`/`key` (the CA as `ca.crt`
+/// beside `cert`) unless both files are there. Returns the files written,
+/// or `None` when they already existed. For `serve --dev` and the
+/// benchmark servers.
+pub fn ensure_dev_set(cert: &Path, key: &Path) -> Result<Option<CertFiles>, CertsError> {
+    if cert.exists() && key.exists() {
+        return Ok(None);
+    }
+    let dir = cert.parent().unwrap_or(Path::new("."));
+    let files = CertFiles {
+        ca: dir.join("ca.crt"),
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+    };
+    write_set(&files, &dev_hosts())?;
+    Ok(Some(files))
+}
+
 /// Generates a CA and a serving certificate for `hosts` and writes
 /// `ca.crt`, `tls.crt` and `tls.key` (mode 0600) to the given paths.
 /// Returns the CA certificate PEM.
