@@ -26,8 +26,9 @@ use super::args::{
 };
 use crate::k8s::configmap;
 use crate::k8s::namespaces::NamespaceCache;
-use crate::runtime::policy_store::{Applied, FileSource, LoadPolicyError, PolicyStore};
-use crate::runtime::supervise::{Supervisor, every};
+use crate::runtime::policy_store::{FileSource, PolicyStore};
+use crate::runtime::reload::Reloader;
+use crate::runtime::supervise::{Supervisor, every, wait_for_signal};
 use crate::runtime::telemetry::{self, LogFormat, Metrics};
 use crate::webhook::certs;
 use crate::webhook::http::{self, AppState, HttpLimits};
@@ -531,53 +532,9 @@ async fn optional_client() -> Option<kube::Client> {
     }
 }
 
-/// One periodic reload: remembers the last failure, so that files that stay
-/// broken are reported once (and again when the failure changes), not at
-/// every interval, and says when they are good again.
-#[derive(Default)]
-pub(crate) struct Reloader {
-    failing: Option<String>,
-}
-
+/// The certificate's periodic reload (the policy file's is in
+/// [`crate::runtime::reload`]).
 impl Reloader {
-    /// Whether `err` is news (and remembers it).
-    fn new_failure(&mut self, err: &dyn std::fmt::Display) -> bool {
-        let text = err.to_string();
-        let news = self.failing.as_deref() != Some(text.as_str());
-        self.failing = Some(text);
-        news
-    }
-
-    pub(crate) fn policy_file(
-        &mut self,
-        source: &FileSource,
-        policy: &PolicyStore,
-        metrics: &Metrics,
-    ) {
-        match source.reload(policy) {
-            Ok(Applied::Unchanged) => {
-                if self.failing.take().is_some() {
-                    tracing::info!(path = %source.path().display(), "policy file is back to the policy in force");
-                }
-            }
-            Ok(Applied::Loaded(generation)) => {
-                self.failing = None;
-                tracing::info!(path = %source.path().display(), generation, "policy loaded");
-            }
-            Err(err) => {
-                if self.new_failure(&err) {
-                    // An invalid text is counted by the store (once per
-                    // text); a file that cannot be read is counted here,
-                    // once per failure.
-                    if matches!(err, LoadPolicyError::Read(_)) {
-                        metrics.policy_rejected();
-                    }
-                    tracing::error!(error = %err, "policy not loaded; the last valid policy stays in force");
-                }
-            }
-        }
-    }
-
     fn certificate(&mut self, certs: &CertStore, metrics: &Metrics) {
         match certs.reload() {
             Ok(Reload::Unchanged) => {
@@ -648,29 +605,6 @@ async fn reload_on_hangup(
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: re-reading the policy file and the certificate now");
         trigger.send_modify(|n| *n += 1);
-    }
-}
-
-pub(crate) async fn wait_for_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 

@@ -20,12 +20,13 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::args::{PolicySource, PolicySourceArgs, parse_positive_duration};
-use super::serve::{Reloader, wait_for_signal};
 use crate::k8s::configmap;
 use crate::k8s::sync::lease::LeaseTimings;
 use crate::k8s::sync::metrics::SyncMetrics;
 use crate::k8s::sync::{Controller, Settings};
 use crate::runtime::policy_store::{FileSource, PolicyStore};
+use crate::runtime::reload::Reloader;
+use crate::runtime::supervise::wait_for_signal;
 use crate::runtime::supervise::{Health, Supervisor, every};
 use crate::runtime::telemetry::{self, LogFormat, Metrics};
 use crate::webhook::server;

@@ -2,10 +2,12 @@
 //! and the content digest ([`files`]), the policy in force and its
 //! file source ([`policy_store`]), the namespace-label port the webhook reads
 //! and the cache fills ([`namespace_labels`]), supervised background tasks
-//! ([`supervise`]), and logs and metrics ([`telemetry`]).
+//! ([`supervise`]), periodic file reloads reported once per change
+//! ([`reload`]), and logs and metrics ([`telemetry`]).
 
 pub mod files;
 pub mod namespace_labels;
 pub mod policy_store;
+pub mod reload;
 pub mod supervise;
 pub mod telemetry;
