@@ -3,9 +3,11 @@
 //! file source ([`policy_store`]), the namespace-label port the webhook reads
 //! and the cache fills ([`namespace_labels`]), supervised background tasks
 //! ([`supervise`]), periodic file reloads reported once per change
-//! ([`reload`]), and logs and metrics ([`telemetry`]).
+//! ([`reload`]), and logs and metrics ([`telemetry`], the log line formats in
+//! [`log_format`]).
 
 pub mod files;
+pub mod log_format;
 pub mod namespace_labels;
 pub mod policy_store;
 pub mod reload;
