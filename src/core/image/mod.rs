@@ -143,7 +143,10 @@ pub fn parse(input: &str) -> Result<Reference<'_>, ParseImageRefError> {
         return Err(ParseImageRefError::HexadecimalName(input.to_owned()));
     }
     let split = split_docker_domain(input);
-    let remote = split.remainder.split(':').next().unwrap_or_default();
+    let remote = split
+        .remainder
+        .get(..find_byte(split.remainder, b':').unwrap_or(split.remainder.len()))
+        .unwrap_or_default();
     if has_uppercase(remote) {
         let remote = format!("{}{remote}", split.prefix);
         return Err(ParseImageRefError::RepositoryNotLowercase(remote));
@@ -193,7 +196,7 @@ struct DomainSplit<'a> {
 }
 
 fn split_docker_domain(name: &str) -> DomainSplit<'_> {
-    let Some((first, rest)) = name.split_once('/') else {
+    let Some((first, rest)) = split_once_byte(name, b'/') else {
         return DomainSplit {
             domain: DEFAULT_DOMAIN,
             prefix: OFFICIAL_REPO_PREFIX,
@@ -204,12 +207,12 @@ fn split_docker_domain(name: &str) -> DomainSplit<'_> {
         (first, rest)
     } else if first == LEGACY_DEFAULT_DOMAIN {
         (DEFAULT_DOMAIN, rest)
-    } else if first.contains(['.', ':']) || has_uppercase(first) {
+    } else if first.bytes().any(|b| b == b'.' || b == b':') || has_uppercase(first) {
         (first, rest)
     } else {
         (DEFAULT_DOMAIN, name)
     };
-    let prefix = if domain == DEFAULT_DOMAIN && !remainder.contains('/') {
+    let prefix = if domain == DEFAULT_DOMAIN && find_byte(remainder, b'/').is_none() {
         OFFICIAL_REPO_PREFIX
     } else {
         ""
@@ -241,24 +244,29 @@ struct Match<'s> {
 /// whole name must fit the path grammar. Neither the path nor the tag may hold
 /// `:` or `@`, so the tag and digest boundaries are unique.
 fn match_reference<'s>(head: &str, body: &'s str) -> Option<Match<'s>> {
-    let (rest, digest) = match body.split_once('@') {
+    let (rest, digest) = match split_once_byte(body, b'@') {
         Some((rest, digest)) if is_reference_digest(digest) => (rest, Some(digest)),
         Some(_) => return None,
         None => (body, None),
     };
-    let last_segment = rest.rfind('/').map_or(0, |slash| slash + 1);
-    let (path, tag) = match rest[last_segment..].find(':') {
+    let last_segment = rest
+        .bytes()
+        .rposition(|b| b == b'/')
+        .map_or(0, |slash| slash + 1);
+    let (path, tag) = match find_byte(&rest[last_segment..], b':') {
         Some(colon) => {
             let colon = last_segment + colon;
             (&rest[..colon], Some(&rest[colon + 1..]))
         }
         None => (rest, None),
     };
-    if tag.is_some_and(|tag| !is_tag(tag)) || !path.split('/').all(is_path_component) {
+    if tag.is_some_and(|tag| !is_tag(tag))
+        || !path.as_bytes().split(|b| *b == b'/').all(is_path_component)
+    {
         return None;
     }
     let has_domain = is_domain_and_port(head);
-    if !has_domain && !is_path_component(head) {
+    if !has_domain && !is_path_component(head.as_bytes()) {
         return None;
     }
     Some(Match {
@@ -342,14 +350,19 @@ fn is_identifier(s: &str) -> bool {
 /// `component(?:\.component)*`.
 fn is_domain_and_port(s: &str) -> bool {
     let (host_ok, port) = if let Some(bracketed) = s.strip_prefix('[') {
-        let Some((ipv6, port)) = bracketed.split_once(']') else {
+        let Some((ipv6, port)) = split_once_byte(bracketed, b']') else {
             return false;
         };
         let ipv6_ok = !ipv6.is_empty() && ipv6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
         (ipv6_ok, port)
     } else {
-        let (host, port) = s.find(':').map_or((s, ""), |colon| s.split_at(colon));
-        (host.split('.').all(is_domain_component), port)
+        let (host, port) = find_byte(s, b':').map_or((s, ""), |colon| s.split_at(colon));
+        (
+            host.as_bytes()
+                .split(|b| *b == b'.')
+                .all(is_domain_component),
+            port,
+        )
     };
     host_ok
         && (port.is_empty()
@@ -359,8 +372,7 @@ fn is_domain_and_port(s: &str) -> bool {
 }
 
 /// `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`.
-fn is_domain_component(s: &str) -> bool {
-    let bytes = s.as_bytes();
+fn is_domain_component(bytes: &[u8]) -> bool {
     match (bytes.first(), bytes.last()) {
         (Some(first), Some(last)) => {
             first.is_ascii_alphanumeric()
@@ -375,8 +387,7 @@ fn is_domain_component(s: &str) -> bool {
 
 /// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`: lower-case alphanumeric runs
 /// joined by `.`, `_`, `__` or any number of `-`.
-fn is_path_component(s: &str) -> bool {
-    let bytes = s.as_bytes();
+fn is_path_component(bytes: &[u8]) -> bool {
     let mut at = 0;
     loop {
         let run = bytes[at..]
@@ -469,6 +480,19 @@ fn is_go_digest(algorithm: &str, encoded: &str) -> bool {
         && encoded
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+}
+
+/// Where `b` (ASCII) first occurs in `s`. A byte loop: the names searched
+/// are short, and `str::find` with a `char` costs more to set up than
+/// scanning them does.
+fn find_byte(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
+/// `s.split_once(b)` for an ASCII `b` (a character boundary either side).
+fn split_once_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let at = find_byte(s, b)?;
+    Some((s.get(..at)?, s.get(at + 1..)?))
 }
 
 fn is_lower_alnum(b: u8) -> bool {

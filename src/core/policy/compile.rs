@@ -334,7 +334,11 @@ impl CompiledPolicy {
         if registry == "index.docker.io" {
             registry = "docker.io";
         }
-        let first = repository.split('/').next().unwrap_or(repository);
+        let first = repository
+            .bytes()
+            .position(|b| b == b'/')
+            .and_then(|slash| repository.get(..slash))
+            .unwrap_or(repository);
         self.hosts.candidates(registry, first, out);
         out[start..].sort_unstable();
         let mut kept = start;
