@@ -196,6 +196,22 @@ async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> boo
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// Polls a replica's metric until it has `value`, or fails after [`WAIT`].
+async fn metric_reaches(replica: &Replica, series: &str, value: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = replica.metric(series).await;
+        if now == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {series}= {value}; last {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn cluster(namespaces: &[&str]) -> FakeApi {
     let fake = FakeApi::start_with(Manifests::sync()).await;
     fake.use_writable_secrets();
@@ -658,6 +674,124 @@ async fn api_errors_and_outages_heal_by_themselves() {
 
 /// The marker password and its base64 appear in no Event, log line or
 /// metric.
+/// Writes run in parallel, exactly `--max-in-flight` (16) at once while
+/// more wait; a write the API server does not answer blocks neither
+/// observing and deciding nor the other writes; a write queued before a
+/// rotation writes the rotated content. The fake holds writes unanswered
+/// to show this without timing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_run_in_parallel_and_a_stuck_write_blocks_nothing_else() {
+    let names: Vec<String> = (0..40).map(|i| format!("ns-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let fake = cluster(&refs).await;
+    let source = fake.put_secret(
+        NS,
+        "hub-source",
+        JSON_TYPE,
+        &[(".dockerconfigjson", &dockerconfig("bot"))],
+        &[],
+    );
+    fake.hold_secret_writes(None);
+    let replica = Replica::start(&fake, "sync-0");
+
+    // 40 creates decided: 16 sent and unanswered, 24 waiting.
+    eventually("16 writes in flight", WAIT, || {
+        fake.secret_writes_in_flight() == 16
+    })
+    .await;
+    metric_reaches(&replica, "pull_secret_injector_sync_writes_queued ", 24.0).await;
+    assert_eq!(
+        replica
+            .metric("pull_secret_injector_sync_writes_in_flight ")
+            .await,
+        Some(16.0)
+    );
+    // Observing and deciding go on: a new namespace is seen and counted.
+    fake.put_namespace("late", &[]);
+    metric_reaches(
+        &replica,
+        "pull_secret_injector_sync_copies{state=\"pending\"} ",
+        41.0,
+    )
+    .await;
+
+    // Only ns-00's write stays stuck: every other copy is made.
+    fake.hold_secret_writes(Some("ns-00"));
+    eventually("every other copy made", WAIT, || {
+        names[1..]
+            .iter()
+            .chain(std::iter::once(&"late".to_owned()))
+            .all(|ns| is_copy_of(&fake.secret(ns, "hub"), &source))
+    })
+    .await;
+    assert!(fake.secret("ns-00", "hub").is_none());
+    assert_eq!(fake.secret_writes_in_flight(), 1);
+    fake.release_secret_writes();
+    eventually("the stuck copy made", WAIT, || {
+        is_copy_of(&fake.secret("ns-00", "hub"), &source)
+    })
+    .await;
+    assert_eq!(
+        fake.peak_secret_writes_in_flight(),
+        16,
+        "never more than the limit"
+    );
+
+    // Two rotations while the writes are stuck: the 16 writes in flight
+    // carry the first, the queued ones write the second when they start.
+    fake.reset_calls();
+    fake.hold_secret_writes(None);
+    fake.put_secret(
+        NS,
+        "hub-source",
+        JSON_TYPE,
+        &[(".dockerconfigjson", &dockerconfig("bot2"))],
+        &[],
+    );
+    eventually("16 updates in flight", WAIT, || {
+        fake.secret_writes_in_flight() == 16
+    })
+    .await;
+    // The second has no key for docker.io: the Warning it brings shows
+    // the controller has seen it before the writes are let through.
+    let rotated = fake.put_secret(
+        NS,
+        "hub-source",
+        JSON_TYPE,
+        &[(
+            ".dockerconfigjson",
+            br#"{"auths":{"quay.io":{"auth":"Ym90Mzp4"}}}"#,
+        )],
+        &[],
+    );
+    eventually("the second rotation seen", WAIT, || {
+        fake.events()
+            .iter()
+            .any(|e| e["reason"] == "CredentialsDoNotCover")
+    })
+    .await;
+    fake.release_secret_writes();
+    eventually("the second rotation everywhere", WAIT, || {
+        names
+            .iter()
+            .chain(std::iter::once(&"late".to_owned()))
+            .all(|ns| is_copy_of(&fake.secret(ns, "hub"), &rotated))
+    })
+    .await;
+    let updates: Vec<(String, u16)> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.resource == Resource::Secrets && c.verb == "update")
+        .map(|c| (c.namespace.clone(), c.code))
+        .collect();
+    assert!(
+        (41..=41 + 16).contains(&updates.len()),
+        "41 copies, 16 of them written twice at most: {updates:?}"
+    );
+    replica.stop();
+    fake.assert_clean();
+}
+
 fn assert_no_marker(fake: &FakeApi) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("bot:{MARKER}"));
     let events = serde_json::to_string(&fake.events()).unwrap();

@@ -101,6 +101,16 @@ pub trait Observed {
     fn copy(&self, namespace: &str, name: &str) -> Option<Copy<'_>>;
     /// Calls `f(namespace, name)` for every Secret with the managed-by label.
     fn for_each_managed(&self, f: &mut dyn FnMut(&str, &str));
+    /// Calls `f(name)` for every Secret with the managed-by label in
+    /// `namespace` (an observer that indexes by namespace answers this
+    /// without looking at the others).
+    fn for_each_managed_in(&self, namespace: &str, f: &mut dyn FnMut(&str)) {
+        self.for_each_managed(&mut |ns, name| {
+            if ns == namespace {
+                f(name);
+            }
+        });
+    }
 }
 
 /// Why a source cannot be copied.
@@ -258,6 +268,248 @@ pub fn wanted_in<'p>(
         .collect()
 }
 
+/// The sources of the policy's managed secrets, judged once per pass:
+/// which may be copied (type and digest), which are invalid, what their
+/// keys do not cover.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// Per managed secret, in policy order: its name.
+    names: Vec<String>,
+    /// Per managed secret: its source, `NAMESPACE/NAME` (the annotation
+    /// every copy carries).
+    refs: Vec<String>,
+    /// Per managed secret: the type and digest of a valid source.
+    valid: Vec<Option<(String, u64)>>,
+    /// Per managed secret: how its copies stand before any is counted
+    /// (`source_invalid`, `digest`).
+    status: Vec<SecretStatus>,
+    /// A [`Action::SourceInvalid`] per managed secret whose source cannot
+    /// be copied, in policy order.
+    pub invalid: Vec<Action>,
+    /// Coverage findings of the valid sources, as [`Plan::uncovered`].
+    pub uncovered: Vec<Uncovered>,
+}
+
+impl Sources {
+    /// The managed secrets' names, in policy order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The index of the managed secret `name`.
+    fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Per managed secret (by name): its status with the namespaces'
+    /// `counts` (per managed secret, in policy order) added.
+    pub fn status(&self, counts: &[Counts]) -> BTreeMap<String, SecretStatus> {
+        self.names
+            .iter()
+            .zip(&self.status)
+            .enumerate()
+            .map(|(i, (name, status))| {
+                let c = counts.get(i).copied().unwrap_or_default();
+                let status = SecretStatus {
+                    wanted: c.wanted,
+                    synced: c.synced,
+                    conflicts: c.conflicts,
+                    ..status.clone()
+                };
+                (name.clone(), status)
+            })
+            .collect()
+    }
+}
+
+/// Judges the source of every managed secret of `policy`.
+pub fn judge_sources(policy: &CompiledPolicy, observed: &dyn Observed) -> Sources {
+    let managed = policy.managed_secrets();
+    let mut sources = Sources::default();
+    for m in managed {
+        let mut status = SecretStatus::default();
+        let source = observed.source(&m.from_namespace, &m.from_name);
+        let (valid, problem) = match source {
+            Source::Unknown => (None, None),
+            Source::Missing => (None, Some(SourceProblem::Missing)),
+            Source::Present {
+                type_,
+                digest,
+                keys,
+            } if PULL_SECRET_TYPES.contains(&type_) => {
+                status.digest = Some(digest);
+                sources.uncovered.extend(uncovered(policy, m, keys));
+                (Some((type_.to_owned(), digest)), None)
+            }
+            Source::Present { type_, .. } => {
+                (None, Some(SourceProblem::WrongType(type_.to_owned())))
+            }
+        };
+        sources.valid.push(valid);
+        if let Some(problem) = problem {
+            status.source_invalid = true;
+            sources.invalid.push(Action::SourceInvalid {
+                secret: m.name.clone(),
+                source: m.source(),
+                problem,
+            });
+        }
+        sources.names.push(m.name.clone());
+        sources.refs.push(m.source());
+        sources.status.push(status);
+    }
+    sources
+}
+
+/// How the copies of one managed secret stand in some namespaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Copies wanted (of a valid source).
+    pub wanted: usize,
+    /// Of those, equal to the source.
+    pub synced: usize,
+    /// Of those, blocked by an unmanaged Secret.
+    pub conflicts: usize,
+}
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+
+    fn add(self, other: Counts) -> Counts {
+        Counts {
+            wanted: self.wanted + other.wanted,
+            synced: self.synced + other.synced,
+            conflicts: self.conflicts + other.conflicts,
+        }
+    }
+}
+
+/// Saturating: `self` is meant to include `other`.
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+
+    fn sub(self, other: Counts) -> Counts {
+        Counts {
+            wanted: self.wanted.saturating_sub(other.wanted),
+            synced: self.synced.saturating_sub(other.synced),
+            conflicts: self.conflicts.saturating_sub(other.conflicts),
+        }
+    }
+}
+
+/// Calls `found(i, action, counts)` for every managed secret `i` wanted in
+/// `ns`, with what its copy there needs (if anything) and how it counts.
+fn wanted_copies(
+    policy: &CompiledPolicy,
+    sources: &Sources,
+    ns: &Namespace<'_>,
+    install_namespace: &str,
+    observed: &dyn Observed,
+    found: &mut dyn FnMut(usize, Option<Action>, Counts),
+) {
+    for m in wanted_in(policy, ns, install_namespace) {
+        let Some(i) = sources.index(&m.name) else {
+            continue;
+        };
+        let Some(Some((type_, digest))) = sources.valid.get(i) else {
+            found(i, None, Counts::default());
+            continue;
+        };
+        let mut counts = Counts {
+            wanted: 1,
+            ..Counts::default()
+        };
+        let (namespace, secret) = (ns.name.to_owned(), m.name.clone());
+        let action = match observed.copy(ns.name, &m.name) {
+            None => Some(Action::Create { namespace, secret }),
+            Some(copy) if !copy.managed => {
+                counts.conflicts = 1;
+                Some(Action::Conflict { namespace, secret })
+            }
+            Some(copy) if copy.type_ != type_ => Some(Action::Replace { namespace, secret }),
+            Some(copy)
+                if copy.digest != *digest || copy.source != Some(sources.refs[i].as_str()) =>
+            {
+                Some(Action::Update { namespace, secret })
+            }
+            Some(_) => {
+                counts.synced = 1;
+                None
+            }
+        };
+        found(i, action, counts);
+    }
+}
+
+/// What a managed copy `name` that is not wanted needs: deleted when it
+/// is a copy of no managed secret (`None`) or of one whose source is
+/// valid; left alone when its source is invalid or unknown.
+fn unwanted_copy(
+    sources: &Sources,
+    namespace: &str,
+    name: &str,
+) -> Option<(Option<usize>, Action)> {
+    let delete = Action::Delete {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
+    match sources.index(name) {
+        None => Some((None, delete)),
+        Some(i) if matches!(sources.valid.get(i), Some(Some(_))) => Some((Some(i), delete)),
+        Some(_) => None,
+    }
+}
+
+/// The outcome of comparing one namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespacePlan {
+    /// What to do in the namespace: its wanted copies' actions by managed
+    /// secret in policy order, then the deletions.
+    pub actions: Vec<Action>,
+    /// Per managed secret, in policy order: how its copy here counts.
+    pub counts: Vec<Counts>,
+}
+
+/// Compares what the policy wants in one namespace with what is observed
+/// there (the incremental form of [`plan`]: `plan` over every namespace
+/// is the union of these, with the sources' own actions). A namespace no
+/// longer observed needs nothing: its copies go with it.
+pub fn plan_namespace(
+    policy: &CompiledPolicy,
+    sources: &Sources,
+    ns: &Namespace<'_>,
+    install_namespace: &str,
+    observed: &dyn Observed,
+) -> NamespacePlan {
+    let mut plan = NamespacePlan {
+        actions: Vec::new(),
+        counts: vec![Counts::default(); sources.names.len()],
+    };
+    let mut wanted = vec![false; sources.names.len()];
+    wanted_copies(
+        policy,
+        sources,
+        ns,
+        install_namespace,
+        observed,
+        &mut |i, action, counts| {
+            wanted[i] = true;
+            plan.counts[i] = plan.counts[i] + counts;
+            plan.actions.extend(action);
+        },
+    );
+    if ns.active {
+        observed.for_each_managed_in(ns.name, &mut |name| {
+            if let Some((i, delete)) = unwanted_copy(sources, ns.name, name)
+                && i.is_none_or(|i| !wanted[i])
+            {
+                plan.actions.push(delete);
+            }
+        });
+    }
+    plan
+}
+
 /// Compares what the policy wants with what is observed.
 pub fn plan(
     policy: &CompiledPolicy,
@@ -265,81 +517,33 @@ pub fn plan(
     install_namespace: &str,
     observed: &dyn Observed,
 ) -> Plan {
-    let managed = policy.managed_secrets();
-    // Per managed secret: its source when present and valid.
-    let mut valid: Vec<Option<(&str, u64)>> = Vec::with_capacity(managed.len());
-    let mut plan = Plan::default();
-    let mut actions_by_secret: Vec<Vec<Action>> = vec![Vec::new(); managed.len()];
-    for (i, m) in managed.iter().enumerate() {
-        let mut status = SecretStatus::default();
-        let source = observed.source(&m.from_namespace, &m.from_name);
-        let ok = match source {
-            Source::Unknown => None,
-            Source::Missing => {
-                status.source_invalid = true;
-                actions_by_secret[i].push(Action::SourceInvalid {
-                    secret: m.name.clone(),
-                    source: m.source(),
-                    problem: SourceProblem::Missing,
-                });
-                None
-            }
-            Source::Present {
-                type_,
-                digest,
-                keys,
-            } if PULL_SECRET_TYPES.contains(&type_) => {
-                status.digest = Some(digest);
-                plan.uncovered.extend(uncovered(policy, m, keys));
-                Some((type_, digest))
-            }
-            Source::Present { type_, .. } => {
-                status.source_invalid = true;
-                actions_by_secret[i].push(Action::SourceInvalid {
-                    secret: m.name.clone(),
-                    source: m.source(),
-                    problem: SourceProblem::WrongType(type_.to_owned()),
-                });
-                None
-            }
-        };
-        valid.push(ok);
-        plan.status.insert(m.name.clone(), status);
+    let sources = judge_sources(policy, observed);
+    let n = sources.names.len();
+    let mut actions_by_secret: Vec<Vec<Action>> = vec![Vec::new(); n];
+    for action in &sources.invalid {
+        if let Action::SourceInvalid { secret, .. } = action
+            && let Some(i) = sources.index(secret)
+        {
+            actions_by_secret[i].push(action.clone());
+        }
     }
-    let index = |name: &str| managed.iter().position(|m| m.name == name);
-    let sources: Vec<String> = managed.iter().map(ManagedSecret::source).collect();
+    let mut counts = vec![Counts::default(); n];
 
     // Wanted copies: create, restore, or report the conflict.
     let mut wanted: HashSet<(&str, usize)> = HashSet::new();
     for ns in namespaces {
-        for m in wanted_in(policy, ns, install_namespace) {
-            let Some(i) = index(&m.name) else { continue };
-            wanted.insert((ns.name, i));
-            let Some((type_, digest)) = valid[i] else {
-                continue;
-            };
-            let Some(status) = plan.status.get_mut(&m.name) else {
-                continue;
-            };
-            status.wanted += 1;
-            let (namespace, secret) = (ns.name.to_owned(), m.name.clone());
-            let action = match observed.copy(ns.name, &m.name) {
-                None => Some(Action::Create { namespace, secret }),
-                Some(copy) if !copy.managed => {
-                    status.conflicts += 1;
-                    Some(Action::Conflict { namespace, secret })
-                }
-                Some(copy) if copy.type_ != type_ => Some(Action::Replace { namespace, secret }),
-                Some(copy) if copy.digest != digest || copy.source != Some(sources[i].as_str()) => {
-                    Some(Action::Update { namespace, secret })
-                }
-                Some(_) => {
-                    status.synced += 1;
-                    None
-                }
-            };
-            actions_by_secret[i].extend(action);
-        }
+        wanted_copies(
+            policy,
+            &sources,
+            ns,
+            install_namespace,
+            observed,
+            &mut |i, action, c| {
+                wanted.insert((ns.name, i));
+                counts[i] = counts[i] + c;
+                actions_by_secret[i].extend(action);
+            },
+        );
     }
 
     // Managed copies no longer wanted: delete, unless their source is
@@ -355,21 +559,21 @@ pub fn plan(
         if !active.contains(namespace) {
             return;
         }
-        let delete = || Action::Delete {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        match index(name) {
-            None => orphans.push(delete()),
-            Some(i) if valid[i].is_some() && !wanted.contains(&(namespace, i)) => {
-                actions_by_secret[i].push(delete());
+        match unwanted_copy(&sources, namespace, name) {
+            Some((None, delete)) => orphans.push(delete),
+            Some((Some(i), delete)) if !wanted.contains(&(namespace, i)) => {
+                actions_by_secret[i].push(delete);
             }
-            Some(_) => {}
+            _ => {}
         }
     });
-    plan.actions = actions_by_secret.into_iter().flatten().collect();
-    plan.actions.extend(orphans);
-    plan
+    let mut actions: Vec<Action> = actions_by_secret.into_iter().flatten().collect();
+    actions.extend(orphans);
+    Plan {
+        actions,
+        status: sources.status(&counts),
+        uncovered: sources.uncovered,
+    }
 }
 
 /// The registry patterns of the rules listing `secret` that a source with

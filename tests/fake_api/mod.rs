@@ -801,6 +801,7 @@ async fn handle(
                 &headers,
                 &body,
             )
+            .await
         }
         ("coordination.k8s.io", "v1", "leases", "") if !request.namespace.is_empty() => {
             writable::handle(
@@ -812,6 +813,7 @@ async fn handle(
                 &headers,
                 &body,
             )
+            .await
         }
         (group, "v1", resource, "") if listing::serves(group, resource) => {
             listing::read(&fake, &what, &request, &query, &headers)

@@ -14,14 +14,22 @@
 //!
 //! Faults are injected per resource: the next N requests answered with a
 //! given status (500, 429 with Retry-After), or all of them for a while.
+//!
+//! Secret writes (create, update, delete) can be slowed down, as etcd's
+//! commit makes them on a real cluster ([`FakeApi::set_secret_write_latency`]),
+//! or held until released ([`FakeApi::hold_secret_writes`]); the writes in
+//! flight are counted, with their peak, so tests and the benchmark can see
+//! how many a client keeps going at once.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::{Attributes, FakeApi, Filter, Line, Target, negotiate, render, render_item, status};
 
@@ -62,6 +70,64 @@ pub struct Call {
     pub name: String,
     /// The status answered.
     pub code: u16,
+    /// When it was answered.
+    pub at: Instant,
+}
+
+/// Which Secret writes wait for [`FakeApi::release_secret_writes`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Hold {
+    #[default]
+    Nothing,
+    All,
+    Namespace(String),
+}
+
+impl Hold {
+    fn holds(&self, namespace: &str) -> bool {
+        match self {
+            Hold::Nothing => false,
+            Hold::All => true,
+            Hold::Namespace(ns) => ns == namespace,
+        }
+    }
+}
+
+/// Secret writes being answered: how many now, the most at once, how long
+/// each takes, which are held.
+#[derive(Default)]
+struct Writes {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    latency_micros: AtomicU64,
+    hold: watch::Sender<Hold>,
+}
+
+/// Counts a write as in flight until dropped.
+struct InFlight<'a>(&'a Writes);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Writes {
+    fn start(&self) -> InFlight<'_> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+
+    /// Waits while writes to `namespace` are held, then the latency.
+    async fn delay(&self, namespace: &str) {
+        let mut hold = self.hold.subscribe();
+        let _ = hold.wait_for(|h| !h.holds(namespace)).await;
+        let latency = self.latency_micros.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_micros(latency)).await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -81,6 +147,7 @@ struct Fault {
 
 pub struct Writable {
     inner: Mutex<Inner>,
+    writes: Writes,
     secrets_tx: broadcast::Sender<Line>,
     leases_tx: broadcast::Sender<Line>,
 }
@@ -114,6 +181,7 @@ impl Default for Writable {
                 resource_version: 1_000_000,
                 ..Inner::default()
             }),
+            writes: Writes::default(),
             secrets_tx: broadcast::channel(65_536).0,
             leases_tx: broadcast::channel(64).0,
         }
@@ -324,14 +392,52 @@ impl FakeApi {
         self.writable.inner.lock().unwrap().calls.clone()
     }
 
-    /// Forgets the requests counted so far.
+    /// Forgets the requests counted so far, and the peak of writes in
+    /// flight.
     pub fn reset_calls(&self) {
         self.writable.inner.lock().unwrap().calls.clear();
+        let writes = &self.writable.writes;
+        writes
+            .peak
+            .store(writes.now.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Every Secret write waits `latency` before it is answered (etcd's
+    /// commit on a real cluster), so a client's concurrency shows.
+    pub fn set_secret_write_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.writable
+            .writes
+            .latency_micros
+            .store(micros, Ordering::SeqCst);
+    }
+
+    /// Secret writes in `namespace` (every namespace with `None`) wait,
+    /// unanswered, until [`FakeApi::release_secret_writes`].
+    pub fn hold_secret_writes(&self, namespace: Option<&str>) {
+        let hold = namespace.map_or(Hold::All, |ns| Hold::Namespace(ns.to_owned()));
+        self.writable.writes.hold.send_replace(hold);
+    }
+
+    /// Lets held Secret writes through.
+    pub fn release_secret_writes(&self) {
+        self.writable.writes.hold.send_replace(Hold::Nothing);
+    }
+
+    /// Secret writes received and not answered yet.
+    pub fn secret_writes_in_flight(&self) -> usize {
+        self.writable.writes.now.load(Ordering::SeqCst)
+    }
+
+    /// The most Secret writes in flight at once since the last
+    /// [`FakeApi::reset_calls`].
+    pub fn peak_secret_writes_in_flight(&self) -> usize {
+        self.writable.writes.peak.load(Ordering::SeqCst)
     }
 }
 
 /// Handles a request for Secrets or Leases (already authorized).
-pub(super) fn handle(
+pub(super) async fn handle(
     fake: &FakeApi,
     what: &str,
     resource: Resource,
@@ -340,13 +446,21 @@ pub(super) fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
+    let write =
+        resource == Resource::Secrets && matches!(request.verb, "create" | "update" | "delete");
+    let in_flight = write.then(|| fake.writable.writes.start());
+    if write {
+        fake.writable.writes.delay(&request.namespace).await;
+    }
     let response = answer(fake, what, resource, request, query, headers, body);
+    drop(in_flight);
     fake.writable.inner.lock().unwrap().calls.push(Call {
         resource,
         verb: request.verb,
         namespace: request.namespace.clone(),
         name: request.name.clone(),
         code: response.status().as_u16(),
+        at: Instant::now(),
     });
     response
 }

@@ -551,3 +551,73 @@ fn coverage_is_part_of_the_plan_only_for_valid_sources() {
         assert_eq!(run(&world).uncovered, []);
     }
 }
+
+/// The incremental form agrees with the whole pass: per namespace, the
+/// same actions (the sources' own actions aside) and counts that add up
+/// to the status.
+#[test]
+fn planning_namespace_by_namespace_agrees_with_the_whole_pass() {
+    let policy = CompiledPolicy::from_text(POLICY).expect("valid");
+    let labels: Vec<BTreeMap<String, String>> = CLUSTER
+        .iter()
+        .map(|(_, l, _)| {
+            l.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        })
+        .collect();
+    let views: Vec<Namespace<'_>> = CLUSTER
+        .iter()
+        .zip(&labels)
+        .map(|((name, _, active), labels)| Namespace {
+            name,
+            labels,
+            active: *active,
+        })
+        .collect();
+    let mut worlds = cases();
+    worlds.push((
+        "an orphan of an unmanaged name, a conflict and a stale copy",
+        World::sources()
+            .managed("team-a", "gone", HUB, JSON, 1)
+            .unmanaged("default", "hub")
+            .managed("team-a", "quay", QUAY, JSON, 9),
+        vec![],
+    ));
+    for (what, world, _) in worlds {
+        let whole = plan(&policy, &views, "pull-secret-injector", &world);
+        let sources = judge_sources(&policy, &world);
+        let mut actions = sources.invalid.clone();
+        let mut counts = vec![Counts::default(); sources.names().len()];
+        for ns in &views {
+            let part = plan_namespace(&policy, &sources, ns, "pull-secret-injector", &world);
+            actions.extend(part.actions);
+            for (total, c) in counts.iter_mut().zip(part.counts) {
+                *total = *total + c;
+            }
+        }
+        let sorted = |mut a: Vec<Action>| {
+            a.sort_by_key(|a| format!("{a:?}"));
+            a
+        };
+        assert_eq!(sorted(actions), sorted(whole.actions), "{what}");
+        assert_eq!(sources.status(&counts), whole.status, "{what}");
+        assert_eq!(sources.uncovered, whole.uncovered, "{what}");
+    }
+}
+
+#[test]
+fn counts_add_and_subtract() {
+    let a = Counts {
+        wanted: 3,
+        synced: 2,
+        conflicts: 1,
+    };
+    let b = Counts {
+        wanted: 1,
+        synced: 1,
+        conflicts: 0,
+    };
+    assert_eq!(a + b - b, a);
+    assert_eq!(b - a, Counts::default());
+}

@@ -51,6 +51,8 @@ pub struct SyncMetrics {
     writes: Family<WriteLabels, Counter>,
     leader: Gauge,
     reconcile: Histogram,
+    in_flight: Gauge,
+    queued: Gauge,
 }
 
 impl std::fmt::Debug for SyncMetrics {
@@ -110,6 +112,18 @@ impl SyncMetrics {
             prometheus_client::registry::Unit::Seconds,
             reconcile.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "writes_in_flight",
+            "Secret writes sent and not answered yet (at most --max-in-flight)",
+            in_flight.clone(),
+        );
+        let queued = Gauge::default();
+        registry.register(
+            "writes_queued",
+            "Secret writes decided and waiting for a free slot",
+            queued.clone(),
+        );
         SyncMetrics {
             registry,
             copies,
@@ -117,6 +131,8 @@ impl SyncMetrics {
             writes,
             leader,
             reconcile,
+            in_flight,
+            queued,
         }
     }
 
@@ -143,6 +159,20 @@ impl SyncMetrics {
                 result,
             })
             .inc();
+    }
+
+    /// A write starts (`true`) or ends (`false`).
+    pub fn in_flight(&self, starts: bool) {
+        if starts {
+            self.in_flight.inc();
+        } else {
+            self.in_flight.dec();
+        }
+    }
+
+    /// Sets how many writes wait for a slot.
+    pub fn queued(&self, n: usize) {
+        self.queued.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Records whether this replica leads.
@@ -176,6 +206,10 @@ mod tests {
         m.write(Operation::Delete, false);
         m.leader(true);
         m.reconciled(Duration::from_millis(3));
+        m.in_flight(true);
+        m.in_flight(true);
+        m.in_flight(false);
+        m.queued(7);
         let text = m.encode();
         for line in [
             r#"pull_secret_injector_sync_copies{state="synced"} 3"#,
@@ -187,6 +221,8 @@ mod tests {
             r#"pull_secret_injector_sync_writes_total{operation="update",result="ok"} 0"#,
             "pull_secret_injector_sync_leader 1",
             "pull_secret_injector_sync_reconcile_duration_seconds_count 1",
+            "pull_secret_injector_sync_writes_in_flight 1",
+            "pull_secret_injector_sync_writes_queued 7",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

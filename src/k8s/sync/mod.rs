@@ -3,20 +3,31 @@
 //! the source, and removes copies no longer wanted (DESIGN §8).
 //!
 //! ```text
-//! watches (observe.rs) ──▶ Cache ──▶ reconcile pass (core::reconcile::plan)
-//!   namespaces, copies,                 │ actions
-//!   sources, policy                     ▼
-//!                      writes (write.rs, ≤ max_in_flight at once, leader only)
+//! watches (observe.rs) ──▶ Cache ──snapshot + dirty marks──▶ reconciler
+//!   namespaces, copies,     ▲                     (core::reconcile)
+//!   sources                 │                           │ jobs
+//!                           │ results                   ▼
+//!                           └────────── write pool (write.rs: max_in_flight
+//!                                       workers, leader only)
 //!                      events (events.rs, leader only)
 //! lease.rs: leader election; losing the Lease aborts writes in flight
 //! ```
 //!
-//! The reconcile pass is level-triggered: any change wakes it, and it
-//! compares the whole wanted state with the whole observed state (cheap:
-//! digests, no API call), so a missed or reordered event is corrected by
-//! the next one. Every replica observes and computes (its metrics and
-//! readiness are real, and a new leader starts warm); only the leader
-//! writes.
+//! Passes are incremental and level-triggered: every change marks the
+//! namespace it touched, and a pass compares only the marked namespaces
+//! ([`reconcile::plan_namespace`]), so a cold start's thousands of write
+//! results cost one small comparison each. A change every namespace
+//! depends on (a source, a policy edit, a re-list, leadership won, and
+//! every `--conflict-recheck` as a safety net) makes a full pass
+//! ([`reconcile::plan`]) on the blocking pool. Either compares a snapshot
+//! of the cache taken in constant time, outside its lock: the watches and
+//! the writers never wait for a pass, and the write pool keeps
+//! `max_in_flight` writes going whatever the reconciler is doing. The
+//! copy counts (metrics, the propagation Event) follow each partial pass
+//! by the difference between the marked namespaces' counts in the previous
+//! snapshot and in this one. Every replica observes and computes (its
+//! metrics and readiness are real, and a new leader starts warm); only
+//! the leader writes.
 
 pub mod events;
 pub mod lease;
@@ -29,21 +40,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::core::reconcile::{self, Action, Namespace, Plan, Uncovered};
+use crate::core::policy::CompiledPolicy;
+use crate::core::reconcile::{
+    self, Action, Counts, Namespace, NamespacePlan, Plan, Sources, Uncovered,
+};
 use crate::runtime::policy_store::PolicyStore;
 use crate::runtime::supervise::Supervisor;
 use events::{Events, Regarding};
 use lease::{Elector, Leadership, LeaseTimings};
 use metrics::SyncMetrics;
-use observe::{Cache, CopyEntry, SourceEntry};
-use write::{WriteError, Writer};
+use observe::{Cache, State};
+use write::{Done, Job, Kind, Outcome, Pool, SourceRef, WriteError, Writer};
 
-/// Shortest time between two reconcile passes.
-const MIN_PASS_GAP: Duration = Duration::from_millis(20);
+/// Shortest time between two reconcile passes: a burst of changes (a cold
+/// start's writes echoing back) is compared in a few passes, not one each.
+const MIN_PASS_GAP: Duration = Duration::from_millis(10);
 
 /// How long a failed write waits before a pass may try it again.
 const FAILED_WRITE_BACKOFF: Duration = Duration::from_secs(2);
@@ -78,26 +92,88 @@ pub struct Controller {
     metrics: Arc<SyncMetrics>,
 }
 
-/// One write to make.
-enum Job {
-    Create(SourceEntry, String),
-    Update(CopyEntry, SourceEntry, String),
-    Replace(CopyEntry, SourceEntry, String),
-    Delete(CopyEntry),
-}
-
-/// A finished write.
-struct Done {
-    key: (String, String),
-    result: Result<(), WriteError>,
-}
-
 /// An Event for the events task.
 struct Post {
     regarding: Regarding,
     reason: &'static str,
     note: String,
     warning: bool,
+}
+
+/// What the reconciler knows between passes.
+struct View {
+    /// The snapshot the counts are of.
+    snapshot: State,
+    /// The policy generation of the last full pass.
+    generation: u64,
+    /// The sources as the last full pass judged them.
+    sources: Sources,
+    /// Per managed secret, in policy order: its copies over every
+    /// namespace.
+    counts: Vec<Counts>,
+    /// A full pass is due.
+    full: bool,
+    /// Namespaces to compare again in the next pass: changed, or with a
+    /// write that ended without the copy written.
+    again: BTreeSet<String>,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            snapshot: State::default(),
+            generation: 0,
+            sources: Sources::default(),
+            counts: Vec::new(),
+            full: true,
+            again: BTreeSet::new(),
+        }
+    }
+}
+
+/// What a pass decided.
+struct Pass {
+    actions: Vec<Action>,
+    /// It was a full pass: the sources were judged again.
+    full: bool,
+}
+
+/// The plan of namespace `name` in `state`, if `state` has it.
+fn plan_in(
+    policy: &CompiledPolicy,
+    sources: &Sources,
+    state: &State,
+    name: &str,
+    install_namespace: &str,
+) -> Option<NamespacePlan> {
+    let entry = state.namespaces.get(name)?;
+    let ns = Namespace {
+        name,
+        labels: &entry.labels,
+        active: entry.active,
+    };
+    Some(reconcile::plan_namespace(
+        policy,
+        sources,
+        &ns,
+        install_namespace,
+        state,
+    ))
+}
+
+/// The whole comparison, and the sources as judged for it.
+fn full_pass(policy: &CompiledPolicy, state: &State, install_namespace: &str) -> (Plan, Sources) {
+    let namespaces: Vec<Namespace<'_>> = state
+        .namespaces
+        .iter()
+        .map(|(name, ns)| Namespace {
+            name,
+            labels: &ns.labels,
+            active: ns.active,
+        })
+        .collect();
+    let plan = reconcile::plan(policy, &namespaces, install_namespace, state);
+    (plan, reconcile::judge_sources(policy, state))
 }
 
 impl Controller {
@@ -169,14 +245,20 @@ impl Controller {
         supervisor.spawn("reconciler", move |stop| this.clone().reconcile(stop));
     }
 
-    /// The reconcile loop: a pass after every change, writes dispatched to
-    /// at most `max_in_flight` tasks.
+    /// The reconcile loop: a pass after every change (at most one per
+    /// [`MIN_PASS_GAP`]), its writes queued to the pool.
     async fn reconcile(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut writes = JoinSet::new();
-        let slots = Arc::new(Semaphore::new(self.settings.max_in_flight.max(1)));
-        // Keys with a write in flight (None) or failed recently (retry after).
-        let mut busy: HashMap<(String, String), Option<Instant>> = HashMap::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let writer = Writer {
+            client: self.client.clone(),
+            leadership: self.leadership.clone(),
+            metrics: self.metrics.clone(),
+            cache: self.cache.clone(),
+        };
+        let mut pool = Pool::start(writer, self.settings.max_in_flight, done_tx);
+        // Keys with a write queued or in flight (None) or failed recently
+        // (retry after).
+        let mut busy: HashMap<(String, String), Option<Instant>> = HashMap::new();
         let (post_tx, post_rx) = mpsc::unbounded_channel::<Post>();
         let events = tokio::spawn(post_events(
             Events::new(self.client.clone(), Some(self.settings.identity.clone())),
@@ -190,9 +272,13 @@ impl Controller {
                 .conflict_recheck
                 .max(Duration::from_millis(100)),
         );
+        // Policy edits that name no new source change nothing the watches
+        // see: the generation is checked at least this often.
+        let mut policy_poll =
+            tokio::time::interval(self.settings.source_poll.max(Duration::from_millis(10)));
         let mut memory = Memory::default();
+        let mut view = View::default();
         let mut retry_at: Option<Instant> = None;
-        let mut last_pass = Duration::ZERO;
         let mut last_pass_at = Instant::now();
         loop {
             let retry = async {
@@ -203,200 +289,183 @@ impl Controller {
             };
             tokio::select! {
                 () = self.cache.changed.notified() => {}
-                Some(done) = done_rx.recv() => self.finished(done, &mut busy, &mut memory),
+                Some(done) = done_rx.recv() => finished(done, &mut busy, &mut memory, &mut view.again),
                 _ = leading.changed() => {
-                    if !*leading.borrow_and_update() {
+                    if *leading.borrow_and_update() {
+                        // What was decided while following was not acted on.
+                        view.full = true;
+                    } else {
                         // Lost the Lease: abandon every write at once.
-                        writes.abort_all();
+                        pool.abandon();
                         busy.clear();
                         memory = Memory::default();
                     }
                 }
-                _ = recheck.tick() => self.cache.expire_unmanaged(self.settings.conflict_recheck),
-                () = retry => {}
-                _ = stop.wait_for(|s| *s) => {
-                    writes.abort_all();
-                    return Ok(());
+                _ = recheck.tick() => {
+                    self.cache.expire_unmanaged(self.settings.conflict_recheck);
+                    view.full = true;
                 }
+                _ = policy_poll.tick() => {}
+                () = retry => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
             }
-            // Passes are spaced (at least MIN_PASS_GAP, and 4× the last
-            // pass's time): a burst of changes — a cold start's thousands
-            // of writes echoing back — is one pass, and the writers, which
-            // need the cache lock a pass holds, keep most of the time.
-            let gap = MIN_PASS_GAP.max(last_pass * 4);
-            if let Some(wait) = gap.checked_sub(last_pass_at.elapsed()) {
+            if let Some(wait) = MIN_PASS_GAP.checked_sub(last_pass_at.elapsed()) {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => {
-                        writes.abort_all();
-                        return Ok(());
-                    }
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
                 }
             }
             while let Ok(done) = done_rx.try_recv() {
-                self.finished(done, &mut busy, &mut memory);
+                finished(done, &mut busy, &mut memory, &mut view.again);
             }
-            while writes.try_join_next().is_some() {}
             let now = Instant::now();
-            busy.retain(|_, until| until.is_none_or(|t| t > now));
+            busy.retain(|key, until| match until {
+                Some(at) if *at <= now => {
+                    view.again.insert(key.0.clone());
+                    false
+                }
+                _ => true,
+            });
             retry_at = busy.values().flatten().min().copied();
-            let started = Instant::now();
-            let plan = self.pass();
+            let pass = self.pass(&mut view).await;
             last_pass_at = Instant::now();
-            last_pass = last_pass_at - started;
-            let Some(plan) = plan else { continue };
+            let Some(pass) = pass else { continue };
             if !self.leadership.is_leader() {
                 continue;
             }
-            self.act(
-                plan,
-                &mut busy,
-                &mut memory,
-                &mut writes,
-                &slots,
-                &done_tx,
-                &post_tx,
-            );
+            self.act(pass, &view, &mut busy, &mut memory, &pool, &post_tx);
+            self.metrics.queued(pool.queued());
         }
     }
 
-    /// Bookkeeping of a finished write.
-    fn finished(
-        &self,
-        done: Done,
-        busy: &mut HashMap<(String, String), Option<Instant>>,
-        memory: &mut Memory,
-    ) {
-        match &done.result {
-            Ok(()) => {
-                busy.remove(&done.key);
-                *memory.written.entry(done.key.1.clone()).or_default() += 1;
-            }
-            // Re-read already; the next pass decides on what is there now.
-            Err(WriteError::Conflict | WriteError::NotLeader) => {
-                busy.remove(&done.key);
-            }
-            Err(WriteError::Api(err)) => {
-                tracing::warn!(namespace = %done.key.0, secret = %done.key.1, error = %err, "Secret write failed; retrying later");
-                busy.insert(done.key, Some(Instant::now() + FAILED_WRITE_BACKOFF));
-            }
-        }
-    }
-
-    /// Compares wanted and observed; updates the copy metrics. `None`
-    /// until the policy is loaded and every watch has listed.
-    fn pass(&self) -> Option<Plan> {
-        let snapshot = self.policy.current()?;
-        if !self.cache.synced(&self.policy) {
+    /// Compares wanted and observed where something changed (everywhere
+    /// when a full pass is due), on a snapshot; updates the copy metrics.
+    /// `None` until the policy is loaded and every watch has listed.
+    async fn pass(&self, view: &mut View) -> Option<Pass> {
+        let policy = self.policy.current()?;
+        let (snapshot, dirty) = self.cache.snapshot();
+        view.full |= dirty.all || policy.generation != view.generation;
+        view.again.extend(dirty.namespaces);
+        if !snapshot.synced(&policy.policy) {
+            // What changed meanwhile is not counted: count it all then.
+            view.full = true;
             return None;
         }
         let started = std::time::Instant::now();
-        let state = self.cache.lock();
-        let namespaces: Vec<Namespace<'_>> = state
-            .namespaces
-            .iter()
-            .map(|(name, ns)| Namespace {
-                name,
-                labels: &ns.labels,
-                active: ns.active,
-            })
-            .collect();
-        let plan = reconcile::plan(
-            &snapshot.policy,
-            &namespaces,
-            &self.settings.namespace,
-            &*state,
-        );
-        drop(namespaces);
-        drop(state);
+        let install = &self.settings.namespace;
+        let pass = if view.full {
+            let (shared, state, install) = (policy.clone(), snapshot.clone(), install.clone());
+            // Proportional to the cluster: off the async workers.
+            let compared =
+                tokio::task::spawn_blocking(move || full_pass(&shared.policy, &state, &install))
+                    .await;
+            let (plan, sources) = match compared {
+                Ok(compared) => compared,
+                Err(err) => {
+                    tracing::error!(error = %err, "a reconcile pass failed; trying again at the next change");
+                    return None;
+                }
+            };
+            view.counts = sources
+                .names()
+                .iter()
+                .map(|name| {
+                    plan.status
+                        .get(name)
+                        .map_or_else(Counts::default, |s| Counts {
+                            wanted: s.wanted,
+                            synced: s.synced,
+                            conflicts: s.conflicts,
+                        })
+                })
+                .collect();
+            view.sources = sources;
+            view.generation = policy.generation;
+            view.full = false;
+            view.again.clear();
+            Pass {
+                actions: plan.actions,
+                full: true,
+            }
+        } else {
+            let mut actions = Vec::new();
+            for name in std::mem::take(&mut view.again) {
+                let plan =
+                    |state: &State| plan_in(&policy.policy, &view.sources, state, &name, install);
+                let before = plan(&view.snapshot);
+                let after = plan(&snapshot);
+                let counts = view.counts.iter_mut().enumerate();
+                for (i, total) in counts {
+                    let count = |p: &Option<NamespacePlan>| {
+                        p.as_ref()
+                            .and_then(|p| p.counts.get(i).copied())
+                            .unwrap_or_default()
+                    };
+                    *total = *total - count(&before) + count(&after);
+                }
+                actions.extend(after.into_iter().flat_map(|p| p.actions));
+            }
+            Pass {
+                actions,
+                full: false,
+            }
+        };
+        view.snapshot = snapshot;
         self.metrics.reconciled(started.elapsed());
         let (mut synced, mut conflict, mut pending, mut invalid) = (0, 0, 0, 0);
-        for status in plan.status.values() {
+        for status in view.sources.status(&view.counts).values() {
             synced += status.synced;
             conflict += status.conflicts;
             pending += status.pending();
             invalid += usize::from(status.source_invalid);
         }
         self.metrics.copies(synced, conflict, pending, invalid);
-        Some(plan)
+        Some(pass)
     }
 
-    /// Dispatches a plan's writes and events.
-    #[allow(clippy::too_many_arguments)]
+    /// Queues a pass's writes and posts its events.
     fn act(
         &self,
-        plan: Plan,
+        pass: Pass,
+        view: &View,
         busy: &mut HashMap<(String, String), Option<Instant>>,
         memory: &mut Memory,
-        writes: &mut JoinSet<()>,
-        slots: &Arc<Semaphore>,
-        done_tx: &mpsc::UnboundedSender<Done>,
+        pool: &Pool,
         post_tx: &mpsc::UnboundedSender<Post>,
     ) {
         let Some(snapshot) = self.policy.current() else {
             return;
         };
         let source_ref = |secret: &str| {
-            snapshot
-                .policy
-                .managed(secret)
-                .map(|m| (m.source(), (m.from_namespace.clone(), m.from_name.clone())))
+            snapshot.policy.managed(secret).map(|m| SourceRef {
+                text: m.source(),
+                key: (m.from_namespace.clone(), m.from_name.clone()),
+            })
         };
+        let source_uid = |key: &(String, String)| {
+            view.snapshot
+                .sources
+                .get(key)
+                .and_then(|s| s.as_ref())
+                .and_then(|s| s.uid.clone())
+        };
+        let mut refs: HashMap<String, Option<Arc<SourceRef>>> = HashMap::new();
         let mut invalid_now: BTreeMap<String, String> = BTreeMap::new();
-        let state = self.cache.lock();
-        let source_of = |key: &(String, String)| state.sources.get(key).cloned().flatten();
-        for action in plan.actions {
-            let (key, job) = match action {
-                Action::Create { namespace, secret } => {
-                    let Some((text, skey)) = source_ref(&secret) else {
-                        continue;
-                    };
-                    let Some(source) = source_of(&skey) else {
-                        continue;
-                    };
-                    ((namespace, secret), Job::Create(source, text))
-                }
-                Action::Update { namespace, secret } => {
-                    let Some((text, skey)) = source_ref(&secret) else {
-                        continue;
-                    };
-                    let Some(source) = source_of(&skey) else {
-                        continue;
-                    };
-                    let key = (namespace, secret);
-                    let Some(copy) = state.copies.get(&key).cloned() else {
-                        continue;
-                    };
-                    (key, Job::Update(copy, source, text))
-                }
-                Action::Replace { namespace, secret } => {
-                    let Some((text, skey)) = source_ref(&secret) else {
-                        continue;
-                    };
-                    let Some(source) = source_of(&skey) else {
-                        continue;
-                    };
-                    let key = (namespace, secret);
-                    let Some(copy) = state.copies.get(&key).cloned() else {
-                        continue;
-                    };
-                    (key, Job::Replace(copy, source, text))
-                }
-                Action::Delete { namespace, name } => {
-                    let key = (namespace, name);
-                    let Some(copy) = state.copies.get(&key).cloned() else {
-                        continue;
-                    };
-                    (key, Job::Delete(copy))
-                }
+        for action in pass.actions {
+            let (key, kind) = match action {
+                Action::Create { namespace, secret } => ((namespace, secret), Kind::Create),
+                Action::Update { namespace, secret } => ((namespace, secret), Kind::Update),
+                Action::Replace { namespace, secret } => ((namespace, secret), Kind::Replace),
+                Action::Delete { namespace, name } => ((namespace, name), Kind::Delete),
                 Action::Conflict { namespace, secret } => {
-                    let key = (namespace.clone(), secret.clone());
-                    let uid = state
+                    let uid = view
+                        .snapshot
                         .unmanaged
-                        .get(&key)
+                        .get(namespace.as_str())
+                        .and_then(|names| names.get(&secret))
                         .map(|(e, _)| e.uid.clone())
                         .filter(|u| !u.is_empty());
-                    let source = source_ref(&secret).map(|s| s.0).unwrap_or_default();
+                    let source = source_ref(&secret).map(|s| s.text).unwrap_or_default();
                     let _ = post_tx.send(Post {
                         regarding: Regarding {
                             api_version: "v1",
@@ -427,10 +496,76 @@ impl Controller {
             if busy.contains_key(&key) {
                 continue;
             }
+            let source = if kind == Kind::Delete {
+                None
+            } else {
+                let found = refs
+                    .entry(key.1.clone())
+                    .or_insert_with(|| source_ref(&key.1).map(Arc::new));
+                let Some(found) = found.clone() else {
+                    continue;
+                };
+                Some(found)
+            };
             busy.insert(key.clone(), None);
-            self.spawn_write(key, job, writes, slots, done_tx);
+            pool.push(Job {
+                namespace: key.0,
+                name: key.1,
+                kind,
+                source,
+            });
         }
-        // Sources: report problems that are new, and propagations done.
+        if pass.full {
+            self.report_sources(view, invalid_now, memory, post_tx);
+        }
+        // Propagations done: every wanted copy of a secret in sync after
+        // writes, with a source not announced yet.
+        for (secret, status) in &view.sources.status(&view.counts) {
+            let Some(digest) = status.digest else {
+                continue;
+            };
+            let written = memory.written.get(secret).copied().unwrap_or(0);
+            if status.wanted == 0 || status.pending() > 0 || written == 0 {
+                continue;
+            }
+            if memory.announced.get(secret) == Some(&digest) {
+                continue;
+            }
+            memory.announced.insert(secret.clone(), digest);
+            memory.written.remove(secret);
+            let Some(SourceRef { text, key }) = source_ref(secret) else {
+                continue;
+            };
+            let uid = source_uid(&key);
+            tracing::info!(managed_secret = %secret, source = %text, copies = status.synced, "source propagated to every copy");
+            let _ = post_tx.send(Post {
+                regarding: Regarding {
+                    api_version: "v1",
+                    kind: "Secret",
+                    namespace: key.0,
+                    name: key.1,
+                    uid,
+                },
+                reason: "SourceSecretPropagated",
+                note: format!(
+                    "managed secret {secret:?}: {} cop{} in sync with this Secret ({written} written)",
+                    status.synced,
+                    if status.synced == 1 { "y" } else { "ies" }
+                ),
+                warning: false,
+            });
+        }
+    }
+
+    /// Reports source problems and coverage findings that are new (after a
+    /// full pass, which judges the sources).
+    fn report_sources(
+        &self,
+        view: &View,
+        invalid_now: BTreeMap<String, String>,
+        memory: &mut Memory,
+        post_tx: &mpsc::UnboundedSender<Post>,
+    ) {
         for (secret, problem) in &invalid_now {
             if memory.invalid.get(secret) != Some(problem) {
                 tracing::warn!(managed_secret = %secret, problem = %problem, "source of a managed secret cannot be copied; its copies are left as they are");
@@ -459,14 +594,19 @@ impl Controller {
         }
         memory.invalid = invalid_now;
         // Coverage: report findings that are new, on the source Secret.
-        let uncovered_now: BTreeSet<Uncovered> = plan.uncovered.into_iter().collect();
+        let Some(snapshot) = self.policy.current() else {
+            return;
+        };
+        let uncovered_now: BTreeSet<Uncovered> = view.sources.uncovered.iter().cloned().collect();
         for found in uncovered_now.difference(&memory.uncovered) {
-            let Some((_, skey)) = source_ref(&found.secret) else {
+            let Some(m) = snapshot.policy.managed(&found.secret) else {
                 continue;
             };
-            let uid = state
+            let key = (m.from_namespace.clone(), m.from_name.clone());
+            let uid = view
+                .snapshot
                 .sources
-                .get(&skey)
+                .get(&key)
                 .and_then(|s| s.as_ref())
                 .and_then(|s| s.uid.clone());
             tracing::warn!(rule = %found.rule, managed_secret = %found.secret, source = %found.source, host = %found.host, unreadable = found.unreadable, "a rule's registry is not covered by its managed secret's credentials; copies are made all the same");
@@ -474,8 +614,8 @@ impl Controller {
                 regarding: Regarding {
                     api_version: "v1",
                     kind: "Secret",
-                    namespace: skey.0,
-                    name: skey.1,
+                    namespace: key.0,
+                    name: key.1,
                     uid,
                 },
                 reason: "CredentialsDoNotCover",
@@ -487,82 +627,34 @@ impl Controller {
             tracing::info!(rule = %found.rule, managed_secret = %found.secret, host = %found.host, "a rule's registry is covered by its managed secret's credentials again (or no longer checked)");
         }
         memory.uncovered = uncovered_now;
-        for (secret, status) in &plan.status {
-            let Some(digest) = status.digest else {
-                continue;
-            };
-            let written = memory.written.get(secret).copied().unwrap_or(0);
-            if status.wanted == 0 || status.pending() > 0 || written == 0 {
-                continue;
-            }
-            if memory.announced.get(secret) == Some(&digest) {
-                continue;
-            }
-            memory.announced.insert(secret.clone(), digest);
-            memory.written.remove(secret);
-            let Some((text, skey)) = source_ref(secret) else {
-                continue;
-            };
-            let uid = state
-                .sources
-                .get(&skey)
-                .and_then(|s| s.as_ref())
-                .and_then(|s| s.uid.clone());
-            tracing::info!(managed_secret = %secret, source = %text, copies = status.synced, "source propagated to every copy");
-            let _ = post_tx.send(Post {
-                regarding: Regarding {
-                    api_version: "v1",
-                    kind: "Secret",
-                    namespace: skey.0.clone(),
-                    name: skey.1.clone(),
-                    uid,
-                },
-                reason: "SourceSecretPropagated",
-                note: format!(
-                    "managed secret {secret:?}: {} cop{} in sync with this Secret ({written} written)",
-                    status.synced,
-                    if status.synced == 1 { "y" } else { "ies" }
-                ),
-                warning: false,
-            });
-        }
     }
+}
 
-    fn spawn_write(
-        &self,
-        key: (String, String),
-        job: Job,
-        writes: &mut JoinSet<()>,
-        slots: &Arc<Semaphore>,
-        done_tx: &mpsc::UnboundedSender<Done>,
-    ) {
-        let writer = Writer {
-            client: self.client.clone(),
-            leadership: self.leadership.clone(),
-            metrics: self.metrics.clone(),
-            cache: self.cache.clone(),
-        };
-        let (slots, done_tx) = (slots.clone(), done_tx.clone());
-        writes.spawn(async move {
-            let Ok(_permit) = slots.acquire_owned().await else {
-                return;
-            };
-            let (namespace, name) = (&key.0, &key.1);
-            let result = match &job {
-                Job::Create(source, text) => writer.create(namespace, name, text, source).await,
-                Job::Update(copy, source, text) => {
-                    writer.update(namespace, name, copy, text, source).await
-                }
-                Job::Replace(copy, source, text) => {
-                    match writer.delete(namespace, name, copy).await {
-                        Ok(()) => writer.create(namespace, name, text, source).await,
-                        Err(err) => Err(err),
-                    }
-                }
-                Job::Delete(copy) => writer.delete(namespace, name, copy).await,
-            };
-            let _ = done_tx.send(Done { key, result });
-        });
+/// Bookkeeping of a finished write: a copy not written is compared again
+/// at once (the cache has what the API server said), a failure after a
+/// backoff.
+fn finished(
+    done: Done,
+    busy: &mut HashMap<(String, String), Option<Instant>>,
+    memory: &mut Memory,
+    again: &mut BTreeSet<String>,
+) {
+    match done.outcome {
+        Outcome::Written => {
+            busy.remove(&done.key);
+            *memory.written.entry(done.key.1).or_default() += 1;
+            // A pass may have skipped it while the write was out (a
+            // rotation meanwhile): look again.
+            again.insert(done.key.0);
+        }
+        Outcome::Skipped | Outcome::Failed(WriteError::Conflict | WriteError::NotLeader) => {
+            busy.remove(&done.key);
+            again.insert(done.key.0);
+        }
+        Outcome::Failed(WriteError::Api(err)) => {
+            tracing::warn!(namespace = %done.key.0, secret = %done.key.1, error = %err, "Secret write failed; retrying later");
+            busy.insert(done.key, Some(Instant::now() + FAILED_WRITE_BACKOFF));
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 //!
 //! The [`Cache`] keeps of a copy only what the reconcile compares (labels
 //! that matter, type, a digest of the content, uid and resourceVersion), so
-//! its size does not grow with the size of the credentials. Sources are
+//! its size does not grow with the size of the credentials. Each change
+//! marks the namespace it touched (or, for a source or a re-list,
+//! everything) as dirty, so the reconciler compares only what changed; it
+//! compares on a snapshot, outside the lock. Sources are
 //! kept whole: there are few, and their content is what gets written; their
 //! `auths` keys (never the credentials) are read once per change, for the
 //! coverage check.
@@ -29,6 +32,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::core::credentials::{ConfigFormat, DockerConfig};
+use crate::core::policy::CompiledPolicy;
 use crate::core::reconcile::{
     self, Copy, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Observed, SOURCE_ANNOTATION, Source,
 };
@@ -92,25 +96,50 @@ pub fn source_keys(type_: &str, data: &BTreeMap<String, ByteString>) -> Option<D
     DockerConfig::parse(format, content).ok()
 }
 
-/// The observed state, shared by the watches and the reconciler.
+/// The observed state, shared by the watches, the writers and the
+/// reconciler. Every change is a few map operations under the lock and
+/// marks what it touched as [`Dirty`]; the reconciler takes a [`State`]
+/// snapshot (a constant-time clone of persistent maps) with the dirty
+/// marks in one step and compares outside the lock, so watches and
+/// writers never wait for a comparison.
 #[derive(Debug)]
 pub struct Cache {
-    inner: Mutex<State>,
+    inner: Mutex<Inner>,
     digests: RandomState,
     /// Woken on every change.
     pub changed: Notify,
 }
 
-/// The maps behind the [`Cache`] lock.
 #[derive(Debug, Default)]
+struct Inner {
+    state: State,
+    dirty: Dirty,
+}
+
+/// What changed since the last [`Cache::snapshot`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// Something every namespace depends on changed: a source, a re-list.
+    pub all: bool,
+    /// Namespaces whose entry, copies or unmanaged Secrets changed.
+    pub namespaces: BTreeSet<String>,
+}
+
+/// A namespace's Secrets named like managed secrets, by name.
+pub type InNamespace<T> = Arc<BTreeMap<String, T>>;
+
+/// The maps behind the [`Cache`] lock. The big ones are persistent
+/// (`imbl`), keyed by namespace with shared (`Arc`) values, so a clone is
+/// cheap and a change after a clone copies only a path of small nodes.
+#[derive(Debug, Default, Clone)]
 pub struct State {
     /// Namespaces by name.
-    pub namespaces: BTreeMap<String, NamespaceEntry>,
-    /// Managed copies by (namespace, name).
-    pub copies: BTreeMap<(String, String), CopyEntry>,
+    pub namespaces: imbl::OrdMap<Arc<str>, Arc<NamespaceEntry>>,
+    /// Managed copies by namespace, then name.
+    pub copies: imbl::OrdMap<Arc<str>, InNamespace<CopyEntry>>,
     /// Secrets without the managed-by label found in a copy's place (on a
-    /// 409), with when that was seen.
-    pub unmanaged: BTreeMap<(String, String), (CopyEntry, Instant)>,
+    /// 409), with when that was seen, by namespace, then name.
+    pub unmanaged: imbl::OrdMap<Arc<str>, InNamespace<(CopyEntry, Instant)>>,
     /// Sources by (namespace, name): `None` when listed and absent; not
     /// present until listed.
     pub sources: BTreeMap<(String, String), Option<SourceEntry>>,
@@ -118,6 +147,76 @@ pub struct State {
     pub namespaces_synced: bool,
     /// See `namespaces_synced`.
     pub copies_synced: bool,
+}
+
+/// `map[namespace][name] = value` (`None`: removed), copying only that
+/// namespace's small map. Whether something changed.
+fn set_in<T: Clone>(
+    map: &mut imbl::OrdMap<Arc<str>, InNamespace<T>>,
+    namespace: &str,
+    name: &str,
+    value: Option<T>,
+) -> bool {
+    let mut names = map
+        .get(namespace)
+        .map(|names| names.as_ref().clone())
+        .unwrap_or_default();
+    let changed = match value {
+        Some(value) => {
+            names.insert(name.to_owned(), value);
+            true
+        }
+        None => names.remove(name).is_some(),
+    };
+    if changed {
+        if names.is_empty() {
+            map.remove(namespace);
+        } else {
+            map.insert(Arc::from(namespace), Arc::new(names));
+        }
+    }
+    changed
+}
+
+/// Groups `(namespace, name) → value` by namespace.
+fn by_namespace<T: Clone>(
+    flat: BTreeMap<(String, String), T>,
+) -> imbl::OrdMap<Arc<str>, InNamespace<T>> {
+    let mut grouped: BTreeMap<String, BTreeMap<String, T>> = BTreeMap::new();
+    for ((namespace, name), value) in flat {
+        grouped.entry(namespace).or_default().insert(name, value);
+    }
+    grouped
+        .into_iter()
+        .map(|(namespace, names)| (Arc::from(namespace), Arc::new(names)))
+        .collect()
+}
+
+impl State {
+    /// The managed copy `namespace/name`.
+    pub fn managed_copy(&self, namespace: &str, name: &str) -> Option<&CopyEntry> {
+        self.copies.get(namespace)?.get(name)
+    }
+
+    /// Every managed copy, with its namespace and name.
+    pub fn all_copies(&self) -> impl Iterator<Item = (&str, &str, &CopyEntry)> {
+        self.copies.iter().flat_map(|(namespace, names)| {
+            names
+                .iter()
+                .map(move |(name, copy)| (namespace.as_ref(), name.as_str(), copy))
+        })
+    }
+
+    /// The namespace and copies watches have listed, and so has the watch
+    /// of every source `policy` names.
+    pub fn synced(&self, policy: &CompiledPolicy) -> bool {
+        self.namespaces_synced
+            && self.copies_synced
+            && policy.managed_secrets().iter().all(|m| {
+                self.sources
+                    .contains_key(&(m.from_namespace.clone(), m.from_name.clone()))
+            })
+    }
 }
 
 impl Observed for State {
@@ -134,11 +233,12 @@ impl Observed for State {
     }
 
     fn copy(&self, namespace: &str, name: &str) -> Option<Copy<'_>> {
-        let key = (namespace.to_owned(), name.to_owned());
-        let entry = self
-            .copies
-            .get(&key)
-            .or_else(|| self.unmanaged.get(&key).map(|(e, _)| e))?;
+        let entry = self.managed_copy(namespace, name).or_else(|| {
+            self.unmanaged
+                .get(namespace)
+                .and_then(|names| names.get(name))
+                .map(|(e, _)| e)
+        })?;
         Some(Copy {
             managed: entry.managed,
             source: entry.source.as_deref(),
@@ -148,8 +248,14 @@ impl Observed for State {
     }
 
     fn for_each_managed(&self, f: &mut dyn FnMut(&str, &str)) {
-        for (namespace, name) in self.copies.keys() {
+        for (namespace, name, _) in self.all_copies() {
             f(namespace, name);
+        }
+    }
+
+    fn for_each_managed_in(&self, namespace: &str, f: &mut dyn FnMut(&str)) {
+        for name in self.copies.get(namespace).iter().flat_map(|n| n.keys()) {
+            f(name);
         }
     }
 }
@@ -157,7 +263,7 @@ impl Observed for State {
 impl Default for Cache {
     fn default() -> Self {
         Cache {
-            inner: Mutex::new(State::default()),
+            inner: Mutex::new(Inner::default()),
             digests: RandomState::new(),
             changed: Notify::new(),
         }
@@ -165,14 +271,41 @@ impl Default for Cache {
 }
 
 impl Cache {
-    /// The state, locked. Every change is one map operation, so a panic
+    /// The state, locked. Every change is a few map operations, so a panic
     /// elsewhere cannot leave it half-written: poisoning is ignored.
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn changed(&self) {
-        self.changed.notify_one();
+    /// Changes the state with `change`, which marks what it touched and
+    /// returns whether it changed anything; wakes the reconciler if so.
+    fn update(&self, change: impl FnOnce(&mut State, &mut Dirty) -> bool) {
+        let changed = {
+            let mut inner = self.lock();
+            let Inner { state, dirty } = &mut *inner;
+            change(state, dirty)
+        };
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A copy of the state (cheap: persistent maps) and what changed since
+    /// the last call, taken in one step.
+    pub fn snapshot(&self) -> (State, Dirty) {
+        let mut inner = self.lock();
+        let dirty = std::mem::take(&mut inner.dirty);
+        (inner.state.clone(), dirty)
+    }
+
+    /// The managed copy `namespace/name` as observed now.
+    pub fn managed_copy(&self, namespace: &str, name: &str) -> Option<CopyEntry> {
+        self.lock().state.managed_copy(namespace, name).cloned()
+    }
+
+    /// The source `key` as observed now, if present.
+    pub fn source(&self, key: &(String, String)) -> Option<SourceEntry> {
+        self.lock().state.sources.get(key).cloned().flatten()
     }
 
     /// The digest of a Secret's type and data.
@@ -205,24 +338,26 @@ impl Cache {
     /// Records what a read of `namespace/name` found (after a write was
     /// refused): a managed copy, someone else's Secret, or nothing.
     pub fn observe_read(&self, namespace: &str, name: &str, secret: Option<&Secret>) {
-        let key = (namespace.to_owned(), name.to_owned());
-        let mut state = self.lock();
-        match secret.map(|s| self.entry(s)) {
-            Some(entry) if entry.managed => {
-                state.unmanaged.remove(&key);
-                state.copies.insert(key, entry);
+        let entry = secret.map(|s| self.entry(s));
+        self.update(|state, dirty| {
+            match entry {
+                Some(entry) if entry.managed => {
+                    set_in(&mut state.unmanaged, namespace, name, None);
+                    set_in(&mut state.copies, namespace, name, Some(entry));
+                }
+                Some(entry) => {
+                    set_in(&mut state.copies, namespace, name, None);
+                    let seen = Some((entry, Instant::now()));
+                    set_in(&mut state.unmanaged, namespace, name, seen);
+                }
+                None => {
+                    set_in(&mut state.copies, namespace, name, None);
+                    set_in(&mut state.unmanaged, namespace, name, None);
+                }
             }
-            Some(entry) => {
-                state.copies.remove(&key);
-                state.unmanaged.insert(key, (entry, Instant::now()));
-            }
-            None => {
-                state.copies.remove(&key);
-                state.unmanaged.remove(&key);
-            }
-        }
-        drop(state);
-        self.changed();
+            dirty.namespaces.insert(namespace.to_owned());
+            true
+        });
     }
 
     /// Records a write's result: the copy as the API server returned it,
@@ -234,32 +369,32 @@ impl Cache {
     /// Forgets unmanaged Secrets seen longer ago than `after`, so the next
     /// pass tries again (the owner may have deleted theirs).
     pub fn expire_unmanaged(&self, after: Duration) {
-        let mut state = self.lock();
-        let before = state.unmanaged.len();
-        state
-            .unmanaged
-            .retain(|_, (_, seen)| seen.elapsed() < after);
-        let expired = state.unmanaged.len() != before;
-        drop(state);
-        if expired {
-            self.changed();
-        }
+        self.update(|state, dirty| {
+            let expired: Vec<(String, String)> = state
+                .unmanaged
+                .iter()
+                .flat_map(|(namespace, names)| {
+                    names
+                        .iter()
+                        .filter(|(_, (_, seen))| seen.elapsed() >= after)
+                        .map(move |(name, _)| (namespace.to_string(), name.clone()))
+                })
+                .collect();
+            for (namespace, name) in &expired {
+                set_in(&mut state.unmanaged, namespace, name, None);
+                dirty.namespaces.insert(namespace.clone());
+            }
+            !expired.is_empty()
+        });
     }
 
     /// All watches have listed: namespaces, copies, and every source of
     /// the policy in force.
     pub fn synced(&self, policy: &PolicyStore) -> bool {
-        let state = self.lock();
-        if !state.namespaces_synced || !state.copies_synced {
+        let Some(policy) = policy.current() else {
             return false;
-        }
-        policy.current().is_some_and(|p| {
-            p.policy.managed_secrets().iter().all(|m| {
-                state
-                    .sources
-                    .contains_key(&(m.from_namespace.clone(), m.from_name.clone()))
-            })
-        })
+        };
+        self.lock().state.synced(&policy.policy)
     }
 }
 
@@ -337,29 +472,44 @@ pub async fn watch_namespaces(
             },
         )
     };
-    drive("namespace", start, stop, |event| {
-        match event {
-            watcher::Event::Init => listing = Some(BTreeMap::new()),
-            watcher::Event::InitApply(ns) => {
-                let (name, e) = entry(&ns);
-                listing.get_or_insert_default().insert(name, e);
-                return;
-            }
-            watcher::Event::InitDone => {
-                let mut state = cache.lock();
-                state.namespaces = listing.take().unwrap_or_default();
-                state.namespaces_synced = true;
-            }
-            watcher::Event::Apply(ns) => {
-                let (name, e) = entry(&ns);
-                cache.lock().namespaces.insert(name, e);
-            }
-            watcher::Event::Delete(ns) => {
-                let (name, _) = entry(&ns);
-                cache.lock().namespaces.remove(&name);
-            }
+    drive("namespace", start, stop, |event| match event {
+        watcher::Event::Init => listing = Some(BTreeMap::new()),
+        watcher::Event::InitApply(ns) => {
+            let (name, e) = entry(&ns);
+            listing.get_or_insert_default().insert(name, e);
         }
-        cache.changed();
+        watcher::Event::InitDone => {
+            let listed: imbl::OrdMap<Arc<str>, Arc<NamespaceEntry>> = listing
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, e)| (Arc::from(name), Arc::new(e)))
+                .collect();
+            cache.update(|state, dirty| {
+                state.namespaces = listed;
+                state.namespaces_synced = true;
+                dirty.all = true;
+                true
+            });
+        }
+        watcher::Event::Apply(ns) => {
+            let (name, e) = entry(&ns);
+            cache.update(|state, dirty| {
+                state
+                    .namespaces
+                    .insert(Arc::from(name.as_str()), Arc::new(e));
+                dirty.namespaces.insert(name);
+                true
+            });
+        }
+        watcher::Event::Delete(ns) => {
+            let (name, _) = entry(&ns);
+            cache.update(|state, dirty| {
+                state.namespaces.remove(name.as_str());
+                dirty.namespaces.insert(name);
+                true
+            });
+        }
     })
     .await
 }
@@ -382,34 +532,46 @@ pub async fn watch_copies(
                 listing
                     .get_or_insert_default()
                     .insert(key_of(&secret.metadata), entry);
-                return;
             }
             watcher::Event::InitDone => {
-                let mut state = cache.lock();
-                state.copies = listing.take().unwrap_or_default();
-                state.copies_synced = true;
+                let listed = by_namespace(listing.take().unwrap_or_default());
+                cache.update(|state, dirty| {
+                    state.copies = listed;
+                    state.copies_synced = true;
+                    dirty.all = true;
+                    true
+                });
             }
             watcher::Event::Apply(secret) => {
                 let entry = cache.entry(&secret);
-                let key = key_of(&secret.metadata);
-                let mut state = cache.lock();
-                if newer_known(&state, &key, &entry.resource_version) {
-                    return;
-                }
-                state.unmanaged.remove(&key);
-                state.copies.insert(key, entry);
+                let (namespace, name) = key_of(&secret.metadata);
+                cache.update(|state, dirty| {
+                    // Our own write echoing back is known already.
+                    if state.managed_copy(&namespace, &name) == Some(&entry)
+                        || newer_known(state, &namespace, &name, &entry.resource_version)
+                    {
+                        return false;
+                    }
+                    set_in(&mut state.unmanaged, &namespace, &name, None);
+                    set_in(&mut state.copies, &namespace, &name, Some(entry));
+                    dirty.namespaces.insert(namespace);
+                    true
+                });
             }
             watcher::Event::Delete(secret) => {
-                let key = key_of(&secret.metadata);
+                let (namespace, name) = key_of(&secret.metadata);
                 let rv = secret.metadata.resource_version.clone().unwrap_or_default();
-                let mut state = cache.lock();
-                if newer_known(&state, &key, &rv) {
-                    return;
-                }
-                state.copies.remove(&key);
+                cache.update(|state, dirty| {
+                    if newer_known(state, &namespace, &name, &rv)
+                        || !set_in(&mut state.copies, &namespace, &name, None)
+                    {
+                        return false;
+                    }
+                    dirty.namespaces.insert(namespace);
+                    true
+                });
             }
         }
-        cache.changed();
     })
     .await
 }
@@ -418,8 +580,8 @@ pub async fn watch_copies(
 /// (written by this controller, whose answer came before the watch
 /// caught up). resourceVersions are compared only when both are numbers,
 /// as etcd's are; otherwise the event is applied.
-fn newer_known(state: &State, key: &(String, String), rv: &str) -> bool {
-    let Some(cached) = state.copies.get(key) else {
+fn newer_known(state: &State, namespace: &str, name: &str, rv: &str) -> bool {
+    let Some(cached) = state.managed_copy(namespace, name) else {
         return false;
     };
     match (cached.resource_version.parse::<u64>(), rv.parse::<u64>()) {
@@ -454,7 +616,12 @@ pub async fn watch_sources(
 ) -> anyhow::Result<()> {
     loop {
         let sources = wanted_sources(&policy);
-        cache.lock().sources.retain(|key, _| sources.contains(key));
+        cache.update(|state, dirty| {
+            let before = state.sources.len();
+            state.sources.retain(|key, _| sources.contains(key));
+            dirty.all |= state.sources.len() != before;
+            dirty.all
+        });
         let streams = sources.iter().map(|(namespace, name)| {
             let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
             let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -511,26 +678,26 @@ pub async fn watch_sources(
                     uid: secret.metadata.uid.clone(),
                 }
             };
-            match event {
+            let observed = match event {
                 watcher::Event::Init => {
                     seen.insert(key, false);
                     continue;
                 }
                 watcher::Event::InitApply(secret) | watcher::Event::Apply(secret) => {
                     seen.insert(key.clone(), true);
-                    let e = entry(&secret);
-                    cache.lock().sources.insert(key, Some(e));
+                    Some(entry(&secret))
                 }
-                watcher::Event::InitDone => {
-                    if seen.get(&key) == Some(&false) {
-                        cache.lock().sources.insert(key, None);
-                    }
-                }
-                watcher::Event::Delete(_) => {
-                    cache.lock().sources.insert(key, None);
-                }
-            }
-            cache.changed();
+                watcher::Event::InitDone if seen.get(&key) == Some(&false) => None,
+                // Listed and found: already recorded.
+                watcher::Event::InitDone => continue,
+                watcher::Event::Delete(_) => None,
+            };
+            // Every copy depends on its source: the next pass looks at all.
+            cache.update(|state, dirty| {
+                state.sources.insert(key, observed);
+                dirty.all = true;
+                true
+            });
         }
     }
 }

@@ -11,19 +11,27 @@
 //! - Transient failures (429, 5xx, timeouts, connection errors) are retried
 //!   here with a capped exponential backoff; every attempt first checks
 //!   that this replica still leads.
+//! - Writes run in a [`Pool`] of `--max-in-flight` workers fed by a queue,
+//!   so a new write starts the moment one ends, never waiting for the
+//!   reconciler; a queued [`Job`] names only the copy and its source, and
+//!   reads both from the cache when it starts.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 
 use super::lease::Leadership;
 use super::metrics::{Operation, SyncMetrics};
 use super::observe::{Cache, CopyEntry, SourceEntry};
-use crate::core::reconcile::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, SOURCE_ANNOTATION};
+use crate::core::reconcile::{
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, PULL_SECRET_TYPES, SOURCE_ANNOTATION,
+};
 
 /// First wait before retrying a transient failure.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -246,5 +254,230 @@ trait AsSecret {
 impl AsSecret for Secret {
     fn as_secret(&self) -> Option<&Secret> {
         Some(self)
+    }
+}
+
+/// What a queued write does to its copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Create the copy.
+    Create,
+    /// Restore the managed copy to the source's content.
+    Update,
+    /// Delete the managed copy and create it again (its type differs).
+    Replace,
+    /// Delete the managed copy.
+    Delete,
+}
+
+/// A managed secret's source, as a write needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    /// `NAMESPACE/NAME`, the annotation every copy carries.
+    pub text: String,
+    /// (namespace, name) of the source Secret.
+    pub key: (String, String),
+}
+
+/// One write to make. It carries no content: the source and the copy's
+/// preconditions are read from the cache when the write starts, so a
+/// write queued before a rotation writes the rotated content, and one
+/// whose copy or source went away meanwhile is skipped.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The copy's namespace.
+    pub namespace: String,
+    /// The copy's name.
+    pub name: String,
+    /// What to do.
+    pub kind: Kind,
+    /// Its source (`None` for a deletion).
+    pub source: Option<Arc<SourceRef>>,
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Written; the cache has the API server's answer.
+    Written,
+    /// Not written: what it needed is no longer observed (the copy is
+    /// gone, the source missing or invalid); the next pass decides again.
+    Skipped,
+    /// Refused or failed.
+    Failed(WriteError),
+}
+
+/// A finished job.
+#[derive(Debug)]
+pub struct Done {
+    /// The copy, (namespace, name).
+    pub key: (String, String),
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+impl Writer {
+    /// Runs `job` with what the cache holds now.
+    pub async fn run(&self, job: &Job) -> Outcome {
+        let (namespace, name) = (job.namespace.as_str(), job.name.as_str());
+        let source = job.source.as_ref().and_then(|s| {
+            self.cache
+                .source(&s.key)
+                .filter(|e| PULL_SECRET_TYPES.contains(&e.type_.as_str()))
+                .map(|e| (s.text.as_str(), e))
+        });
+        let copy = || self.cache.managed_copy(namespace, name);
+        let result = match (job.kind, source) {
+            (Kind::Create, Some((text, source))) => {
+                self.create(namespace, name, text, &source).await
+            }
+            (Kind::Update, Some((text, source))) => match copy() {
+                Some(copy) => self.update(namespace, name, &copy, text, &source).await,
+                None => return Outcome::Skipped,
+            },
+            (Kind::Replace, Some((text, source))) => match copy() {
+                Some(copy) => match self.delete(namespace, name, &copy).await {
+                    Ok(()) => self.create(namespace, name, text, &source).await,
+                    Err(err) => Err(err),
+                },
+                None => return Outcome::Skipped,
+            },
+            (Kind::Delete, _) => match copy() {
+                Some(copy) => self.delete(namespace, name, &copy).await,
+                None => return Outcome::Skipped,
+            },
+            (_, None) => return Outcome::Skipped,
+        };
+        match result {
+            Ok(()) => Outcome::Written,
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+}
+
+/// Counts a write in flight until dropped (also when it is aborted).
+struct Flight<'a>(&'a SyncMetrics);
+
+impl<'a> Flight<'a> {
+    fn new(metrics: &'a SyncMetrics) -> Self {
+        metrics.in_flight(true);
+        Flight(metrics)
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight(false);
+    }
+}
+
+/// Jobs waiting for a worker: creations first (a new namespace should not
+/// wait behind a rotation's updates), then the rest, each in order.
+#[derive(Default)]
+struct Queue {
+    lanes: Mutex<(VecDeque<Job>, VecDeque<Job>)>,
+    ready: Notify,
+}
+
+impl Queue {
+    fn lanes(&self) -> MutexGuard<'_, (VecDeque<Job>, VecDeque<Job>)> {
+        // Each change is one push or pop: a panic cannot leave it torn.
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, job: Job) {
+        let mut lanes = self.lanes();
+        if job.kind == Kind::Create {
+            lanes.0.push_back(job);
+        } else {
+            lanes.1.push_back(job);
+        }
+        drop(lanes);
+        self.ready.notify_one();
+    }
+
+    async fn pop(&self) -> Job {
+        loop {
+            // A push between this check and the wait leaves a permit.
+            let job = {
+                let mut lanes = self.lanes();
+                lanes.0.pop_front().or_else(|| lanes.1.pop_front())
+            };
+            if let Some(job) = job {
+                return job;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    fn len(&self) -> usize {
+        let lanes = self.lanes();
+        lanes.0.len() + lanes.1.len()
+    }
+}
+
+/// A fixed number of workers taking jobs from a queue: exactly as many
+/// writes in flight as there are workers while jobs wait, each worker
+/// starting the next job the moment its write ends, whatever the
+/// reconciler is doing. Dropped or [`Pool::abandon`]ed, every write in
+/// flight is aborted.
+pub struct Pool {
+    queue: Arc<Queue>,
+    workers: JoinSet<()>,
+    writer: Arc<Writer>,
+    size: usize,
+    done: mpsc::UnboundedSender<Done>,
+}
+
+impl Pool {
+    /// `size` workers writing with `writer`, reporting to `done`.
+    pub fn start(writer: Writer, size: usize, done: mpsc::UnboundedSender<Done>) -> Pool {
+        let mut pool = Pool {
+            queue: Arc::default(),
+            workers: JoinSet::new(),
+            writer: Arc::new(writer),
+            size: size.max(1),
+            done,
+        };
+        pool.spawn_workers();
+        pool
+    }
+
+    fn spawn_workers(&mut self) {
+        for _ in 0..self.size {
+            let (queue, writer, done) =
+                (self.queue.clone(), self.writer.clone(), self.done.clone());
+            self.workers.spawn(async move {
+                loop {
+                    let job = queue.pop().await;
+                    let flight = Flight::new(&writer.metrics);
+                    let outcome = writer.run(&job).await;
+                    drop(flight);
+                    let key = (job.namespace, job.name);
+                    if done.send(Done { key, outcome }).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Queues `job`.
+    pub fn push(&self, job: Job) {
+        self.queue.push(job);
+    }
+
+    /// Jobs queued, not started.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Drops every queued job and aborts the writes in flight (leadership
+    /// lost); the pool takes new jobs afterwards.
+    pub fn abandon(&mut self) {
+        self.workers.abort_all();
+        self.workers = JoinSet::new();
+        self.queue = Arc::default();
+        self.spawn_workers();
     }
 }
