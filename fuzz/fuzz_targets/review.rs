@@ -1,7 +1,9 @@
 //! The webhook's request path on arbitrary bytes: decode an AdmissionReview,
 //! decide it against a fixed policy (with and without namespace labels) and
 //! encode the response. Nothing may panic; a decoded review's response
-//! must be JSON, and a patch must be a JSON array.
+//! must be JSON, and a patch must be a JSON array. The fast reader
+//! (`Review::decode`) must give what serde's derived readers give
+//! (`Review::decode_reference`), or both must refuse the body.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -10,7 +12,8 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use pull_secret_injector::core::decide::decide;
 use pull_secret_injector::core::policy::CompiledPolicy;
-use pull_secret_injector::core::review::Review;
+use pull_secret_injector::core::json::JsonError;
+use pull_secret_injector::core::review::{DecodeReviewError, Review};
 
 static POLICY: LazyLock<CompiledPolicy> = LazyLock::new(|| {
     CompiledPolicy::from_text(include_str!("../../manifests/policy.yaml"))
@@ -18,7 +21,16 @@ static POLICY: LazyLock<CompiledPolicy> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(review) = Review::decode(data) else {
+    let fast = Review::decode(data);
+    match (&fast, &Review::decode_reference(data)) {
+        (Ok(fast), Ok(reference)) => assert_eq!(format!("{fast:?}"), format!("{reference:?}")),
+        (Err(_), Err(_)) => {}
+        // serde's derived readers take a struct written as an array of its
+        // fields; the fast reader refuses it (Kubernetes never writes one).
+        (Err(DecodeReviewError::Json(JsonError::Type { array: true, .. })), Ok(_)) => {}
+        (fast, reference) => panic!("readers disagree: {fast:?} vs {reference:?}"),
+    }
+    let Ok(review) = fast else {
         return;
     };
     let labels = BTreeMap::from([("team".to_owned(), "a".to_owned())]);

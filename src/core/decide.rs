@@ -125,7 +125,7 @@ pub fn decide<'p>(
     let parsed: PodView<'_>;
     let pod: &PodView<'_> = match &request.object {
         Some(Object::Pod(pod)) => pod,
-        Some(Object::Raw(raw)) => match serde_json::from_str(raw.get()) {
+        Some(Object::Raw(raw)) => match PodView::from_json(raw) {
             Ok(pod) => {
                 parsed = pod;
                 &parsed

@@ -10,7 +10,8 @@
 //!   and secrets an image gets in a namespace, which secrets a namespace
 //!   wants.
 //! - [`pod`], [`review`]: the AdmissionReview wire format and the Pod's
-//!   fields, read borrowing from the request body.
+//!   fields, read borrowing from the request body; [`json`]: the fast
+//!   validating JSON reader they use on the request path.
 //! - [`decide`]: what to answer for one review; [`patch`]: the JSON Patch.
 //! - [`reconcile`]: what `sync` writes: wanted copies of managed secrets
 //!   against observed ones.
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod credentials;
 pub mod decide;
 pub mod image;
+pub mod json;
 pub mod patch;
 pub mod pod;
 pub mod policy;

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use super::json::{JsonError, Reader, first_time};
+
 /// The fields of a Pod that the decision needs, borrowed from the request.
 #[derive(Debug, Deserialize)]
 pub struct PodView<'a> {
@@ -145,4 +147,176 @@ pub struct SecretRef<'a> {
     /// The Secret name; entries without one are kept but match nothing.
     #[serde(default, borrow)]
     pub name: Option<Cow<'a, str>>,
+}
+
+// The request path's readers of the same types: same meaning as the
+// derived `Deserialize` above (checked against it in `core::review`'s tests
+// and the `review` fuzz target), several times faster (see `core::json`).
+
+impl<'a> PodView<'a> {
+    /// Reads a Pod from its JSON text (nothing may follow it).
+    pub fn from_json(text: &'a str) -> Result<Self, JsonError> {
+        let mut r = Reader::new(text.as_bytes());
+        let pod = PodView::read(&mut r)?;
+        r.end()?;
+        Ok(pod)
+    }
+
+    /// Reads a Pod object.
+    pub fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("a Pod object")?;
+        let (mut seen, mut metadata, mut spec) = (0, None, None);
+        while let Some(key) = r.next_key()? {
+            match &*key {
+                "metadata" => {
+                    first_time(&mut seen, 0, "metadata")?;
+                    metadata = Some(PodMeta::read(r)?);
+                }
+                "spec" => {
+                    first_time(&mut seen, 1, "spec")?;
+                    spec = Some(PodSpecView::read(r)?);
+                }
+                _ => r.skip()?,
+            }
+        }
+        Ok(PodView {
+            metadata: metadata.unwrap_or_default(),
+            spec: spec.ok_or(JsonError::Missing("spec"))?,
+        })
+    }
+}
+
+impl<'a> PodMeta<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("the Pod's metadata (an object)")?;
+        let mut seen = 0;
+        let mut meta = PodMeta::default();
+        while let Some(key) = r.next_key()? {
+            match &*key {
+                "name" => {
+                    first_time(&mut seen, 0, "name")?;
+                    meta.name = r.optional_string("a string name")?;
+                }
+                "generateName" => {
+                    first_time(&mut seen, 1, "generateName")?;
+                    meta.generate_name = r.optional_string("a string generateName")?;
+                }
+                "namespace" => {
+                    first_time(&mut seen, 2, "namespace")?;
+                    meta.namespace = r.optional_string("a string namespace")?;
+                }
+                "annotations" => {
+                    first_time(&mut seen, 3, "annotations")?;
+                    meta.annotations = AnnotationsView::read(r)?;
+                }
+                _ => r.skip()?,
+            }
+        }
+        Ok(meta)
+    }
+}
+
+impl AnnotationsView {
+    fn read(r: &mut Reader<'_>) -> Result<Self, JsonError> {
+        let mut view = AnnotationsView::default();
+        if r.null()? {
+            return Ok(view);
+        }
+        r.begin_object("a map of annotations")?;
+        while let Some(key) = r.next_key()? {
+            view.mirror |= key == MIRROR_POD_ANNOTATION;
+            r.skip()?;
+        }
+        Ok(view)
+    }
+}
+
+impl<'a> PodSpecView<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("the Pod's spec (an object)")?;
+        let mut seen = 0;
+        let mut spec = PodSpecView::default();
+        while let Some(key) = r.next_key()? {
+            match &*key {
+                "containers" => {
+                    first_time(&mut seen, 0, "containers")?;
+                    spec.containers = read_list(r, ContainerView::read)?.unwrap_or_default();
+                }
+                "initContainers" => {
+                    first_time(&mut seen, 1, "initContainers")?;
+                    spec.init_containers = read_list(r, ContainerView::read)?.unwrap_or_default();
+                }
+                "ephemeralContainers" => {
+                    first_time(&mut seen, 2, "ephemeralContainers")?;
+                    spec.ephemeral_containers =
+                        read_list(r, ContainerView::read)?.unwrap_or_default();
+                }
+                "imagePullSecrets" => {
+                    first_time(&mut seen, 3, "imagePullSecrets")?;
+                    spec.image_pull_secrets = read_list(r, SecretRef::read)?;
+                }
+                _ => r.skip()?,
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// A list, or `None` for `null`.
+fn read_list<'a, T>(
+    r: &mut Reader<'a>,
+    item: fn(&mut Reader<'a>) -> Result<T, JsonError>,
+) -> Result<Option<Vec<T>>, JsonError> {
+    if r.null()? {
+        return Ok(None);
+    }
+    r.begin_array("a list")?;
+    let mut list = Vec::new();
+    while r.next_element()? {
+        list.push(item(r)?);
+    }
+    Ok(Some(list))
+}
+
+impl<'a> ContainerView<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("a container (an object)")?;
+        let mut seen = 0;
+        let mut container = ContainerView {
+            name: Cow::Borrowed(""),
+            image: None,
+        };
+        while let Some(key) = r.next_key()? {
+            match &*key {
+                "name" => {
+                    first_time(&mut seen, 0, "name")?;
+                    container.name = r.string("a string name")?;
+                }
+                "image" => {
+                    first_time(&mut seen, 1, "image")?;
+                    container.image = r.optional_string("a string image")?;
+                }
+                _ => r.skip()?,
+            }
+        }
+        Ok(container)
+    }
+}
+
+impl<'a> SecretRef<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("an imagePullSecrets entry (an object)")?;
+        let mut seen = 0;
+        let mut entry = SecretRef { name: None };
+        while let Some(key) = r.next_key()? {
+            match &*key {
+                "name" => {
+                    first_time(&mut seen, 0, "name")?;
+                    entry.name = r.optional_string("a string name")?;
+                }
+                _ => r.skip()?,
+            }
+        }
+        Ok(entry)
+    }
 }

@@ -15,6 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::json::{JsonError, Reader, first_time};
 use super::pod::PodView;
 
 /// The `admission.k8s.io` versions we answer.
@@ -41,7 +42,10 @@ impl Version {
 pub enum DecodeReviewError {
     /// The body is not JSON of the expected shape.
     #[error("request body is not an AdmissionReview: {0}")]
-    Json(serde_json::Error),
+    Json(JsonError),
+    /// The same, found by [`Review::decode_reference`].
+    #[error("request body is not an AdmissionReview: {0}")]
+    Serde(serde_json::Error),
     /// `apiVersion` is not one we answer.
     #[error(
         "unsupported apiVersion {0:?}: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
@@ -105,8 +109,8 @@ pub struct Request<'a> {
 pub enum Object<'a> {
     /// Already read as a Pod.
     Pod(PodView<'a>),
-    /// Not read yet.
-    Raw(&'a RawValue),
+    /// Not read yet: the object's JSON text.
+    Raw(&'a str),
 }
 
 /// A string borrowed from the body when it has no escapes.
@@ -224,8 +228,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
                                 map.next_value::<Option<PodView<'de>>>()?.map(Object::Pod);
                         }
                         Field::Object => {
-                            request.object =
-                                map.next_value::<Option<&'de RawValue>>()?.map(Object::Raw);
+                            request.object = map
+                                .next_value::<Option<&'de RawValue>>()?
+                                .map(|raw| Object::Raw(raw.get()));
                         }
                         Field::Other => {
                             map.next_value::<serde::de::IgnoredAny>()?;
@@ -269,22 +274,192 @@ pub struct GroupVersionResource<'a> {
 }
 
 impl<'a> Review<'a> {
-    /// Reads an AdmissionReview from a request body.
+    /// Reads an AdmissionReview from a request body, with the fast reader
+    /// of [`crate::core::json`].
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeReviewError> {
-        let raw: RawReview<'a> = serde_json::from_slice(body).map_err(DecodeReviewError::Json)?;
-        let version = match raw.api_version.as_ref() {
+        let mut r = Reader::new(body);
+        let raw = RawReview::read(&mut r).map_err(DecodeReviewError::Json)?;
+        r.end().map_err(DecodeReviewError::Json)?;
+        Review::check(raw)
+    }
+
+    /// The same with serde's derived readers: the reference the fast
+    /// reader is checked against (unit tests, the `review` fuzz target).
+    /// Not for the request path.
+    #[doc(hidden)]
+    pub fn decode_reference(body: &'a [u8]) -> Result<Self, DecodeReviewError> {
+        let raw: RawReview<'a> = serde_json::from_slice(body).map_err(DecodeReviewError::Serde)?;
+        Review::check(raw)
+    }
+
+    fn check(raw: RawReview<'a>) -> Result<Self, DecodeReviewError> {
+        let RawReview {
+            api_version,
+            kind,
+            request,
+        } = raw;
+        let version = match api_version.as_ref() {
             "admission.k8s.io/v1" => Version::V1,
             "admission.k8s.io/v1beta1" => Version::V1Beta1,
             other => return Err(DecodeReviewError::ApiVersion(other.to_owned())),
         };
-        if raw.kind != "AdmissionReview" {
-            return Err(DecodeReviewError::Kind(raw.kind.into_owned()));
+        if kind != "AdmissionReview" {
+            return Err(DecodeReviewError::Kind(kind.into_owned()));
         }
-        let request = raw.request.ok_or(DecodeReviewError::NoRequest)?;
+        let request = request.ok_or(DecodeReviewError::NoRequest)?;
         if request.uid.is_empty() {
             return Err(DecodeReviewError::EmptyUid);
         }
         Ok(Review { version, request })
+    }
+}
+
+impl<'a> RawReview<'a> {
+    /// The review object: `apiVersion`, `kind` and `request`.
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("an AdmissionReview object")?;
+        let mut seen = 0;
+        let mut raw = RawReview {
+            api_version: Cow::Borrowed(""),
+            kind: Cow::Borrowed(""),
+            request: None,
+        };
+        while let Some(key) = r.next_key()? {
+            match &*key {
+                "apiVersion" => {
+                    first_time(&mut seen, 0, "apiVersion")?;
+                    raw.api_version = r.string("a string apiVersion")?;
+                }
+                "kind" => {
+                    first_time(&mut seen, 1, "kind")?;
+                    raw.kind = r.string("a string kind")?;
+                }
+                "request" => {
+                    first_time(&mut seen, 2, "request")?;
+                    if !r.null()? {
+                        raw.request = Some(Request::read(r)?);
+                    }
+                }
+                _ => r.skip()?,
+            }
+        }
+        Ok(raw)
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Reads `request`: the fields the decision needs, the object as a Pod
+    /// when `kind` and `resource` already said Pod (kube-apiserver writes
+    /// them first), else as raw JSON.
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("an AdmissionReview request (an object)")?;
+        let mut seen = 0;
+        let mut uid = None;
+        let mut request = Request {
+            uid: Cow::Borrowed(""),
+            kind: GroupVersionKind::default(),
+            resource: None,
+            sub_resource: None,
+            operation: Cow::Borrowed(""),
+            namespace: None,
+            dry_run: None,
+            object: None,
+        };
+        while let Some(key) = r.next_key()? {
+            let field = match &*key {
+                "uid" => Field::Uid,
+                "kind" => Field::Kind,
+                "resource" => Field::Resource,
+                "subResource" => Field::SubResource,
+                "operation" => Field::Operation,
+                "namespace" => Field::Namespace,
+                "dryRun" => Field::DryRun,
+                "object" => Field::Object,
+                _ => {
+                    r.skip()?;
+                    continue;
+                }
+            };
+            first_time(&mut seen, field as u32, field.name())?;
+            match field {
+                Field::Uid => uid = r.optional_string("a string uid")?,
+                Field::Kind => {
+                    if !r.null()? {
+                        request.kind = GroupVersionKind::read(r)?;
+                    }
+                }
+                Field::Resource => {
+                    if !r.null()? {
+                        request.resource = Some(GroupVersionResource::read(r)?);
+                    }
+                }
+                Field::SubResource => {
+                    request.sub_resource = r.optional_string("a string subResource")?;
+                }
+                Field::Operation => {
+                    request.operation =
+                        r.optional_string("a string operation")?.unwrap_or_default();
+                }
+                Field::Namespace => request.namespace = r.optional_string("a string namespace")?,
+                Field::DryRun => request.dry_run = r.optional_bool("a boolean dryRun")?,
+                Field::Object => {
+                    if !r.null()? {
+                        request.object = Some(if request.is_pod() {
+                            Object::Pod(PodView::read(r)?)
+                        } else {
+                            Object::Raw(r.raw()?)
+                        });
+                    }
+                }
+                Field::Other => r.skip()?,
+            }
+        }
+        request.uid = uid.ok_or(JsonError::Missing("uid"))?;
+        Ok(request)
+    }
+}
+
+impl<'a> GroupVersionKind<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("a group/version/kind object")?;
+        let mut seen = 0;
+        let mut gvk = GroupVersionKind::default();
+        while let Some(key) = r.next_key()? {
+            let (bit, name, slot) = match &*key {
+                "group" => (0, "group", &mut gvk.group),
+                "version" => (1, "version", &mut gvk.version),
+                "kind" => (2, "kind", &mut gvk.kind),
+                _ => {
+                    r.skip()?;
+                    continue;
+                }
+            };
+            first_time(&mut seen, bit, name)?;
+            *slot = r.string("a string")?;
+        }
+        Ok(gvk)
+    }
+}
+
+impl<'a> GroupVersionResource<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
+        r.begin_object("a group/version/resource object")?;
+        let mut seen = 0;
+        let mut gvr = GroupVersionResource::default();
+        while let Some(key) = r.next_key()? {
+            let (bit, name, slot) = match &*key {
+                "group" => (0, "group", &mut gvr.group),
+                "version" => (1, "version", &mut gvr.version),
+                "resource" => (2, "resource", &mut gvr.resource),
+                _ => {
+                    r.skip()?;
+                    continue;
+                }
+            };
+            first_time(&mut seen, bit, name)?;
+            *slot = r.string("a string")?;
+        }
+        Ok(gvr)
     }
 }
 
@@ -302,31 +477,6 @@ impl Request<'_> {
                 .as_ref()
                 .is_none_or(|r| r.group.is_empty() && r.resource == "pods")
     }
-}
-
-#[derive(Serialize)]
-struct ResponseReview<'a> {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    response: Response<'a>,
-}
-
-#[derive(Serialize)]
-struct Response<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    warnings: &'a [String],
-    #[serde(
-        rename = "auditAnnotations",
-        skip_serializing_if = "AuditAnnotations::is_empty"
-    )]
-    audit_annotations: &'a AuditAnnotations,
 }
 
 /// `auditAnnotations` of a response; kube-apiserver prefixes each key with
@@ -359,20 +509,41 @@ impl Review<'_> {
         warnings: &[String],
         annotations: &AuditAnnotations,
     ) -> Vec<u8> {
-        let patch = patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p));
-        let body = ResponseReview {
-            api_version: self.version.as_str(),
-            kind: "AdmissionReview",
-            response: Response {
-                uid: &self.request.uid,
-                allowed: true,
-                patch_type: patch.as_ref().map(|_| "JSONPatch"),
-                patch,
-                warnings,
-                audit_annotations: annotations,
-            },
-        };
-        // Serializing plain strings and bools into memory cannot fail.
-        serde_json::to_vec(&body).unwrap_or_default()
+        // Written field by field into one buffer sized up front (the
+        // serde-derived writer this replaces grew its buffer three times and
+        // scanned the base64 patch for characters to escape; base64 has
+        // none). `tests` checks it against that writer byte for byte.
+        let base64 = &base64::engine::general_purpose::STANDARD;
+        let patch_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+        let mut out = Vec::with_capacity(160 + self.request.uid.len() + patch_len);
+        out.extend_from_slice(b"{\"apiVersion\":\"");
+        out.extend_from_slice(self.version.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+        // Writing strings and string lists into memory cannot fail.
+        let _ = serde_json::to_writer(&mut out, self.request.uid.as_ref());
+        out.extend_from_slice(b",\"allowed\":true");
+        if let Some(patch) = patch {
+            out.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
+            let at = out.len();
+            out.resize(at + patch_len, 0);
+            let written = base64
+                .encode_slice(patch, &mut out[at..])
+                .unwrap_or_default();
+            out.truncate(at + written);
+            out.push(b'"');
+        }
+        if !warnings.is_empty() {
+            out.extend_from_slice(b",\"warnings\":");
+            let _ = serde_json::to_writer(&mut out, warnings);
+        }
+        if !annotations.is_empty() {
+            out.extend_from_slice(b",\"auditAnnotations\":");
+            let _ = serde_json::to_writer(&mut out, annotations);
+        }
+        out.extend_from_slice(b"}}");
+        out
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -78,7 +78,8 @@ mod review {
         let body = review("CREATE", None, json!({"spec": "nonsense"}));
         let err = Review::decode(&body).expect_err("the object is no Pod");
         assert!(
-            err.to_string().contains("expected struct PodSpecView"),
+            err.to_string()
+                .contains("expected the Pod's spec (an object)"),
             "{err}"
         );
     }
