@@ -216,8 +216,10 @@ impl<'a> Reader<'a> {
 
     /// The next key of the open object, or `None` after its `}`. The key
     /// is UTF-8 checked and unescaped; its value must be read or skipped
-    /// before the next call.
-    pub fn next_key(&mut self) -> Result<Option<Cow<'a, str>>, JsonError> {
+    /// before the next call. Keys come as bytes, to be compared with field
+    /// names without making a `str` of each (std's UTF-8 check costs ~100
+    /// instructions a call; an ASCII key needs none).
+    pub fn next_key(&mut self) -> Result<Option<Cow<'a, [u8]>>, JsonError> {
         match self.peek() {
             Some(b'}') => {
                 self.close();
@@ -233,7 +235,7 @@ impl<'a> Reader<'a> {
         if self.bytes.get(self.pos) != Some(&b'"') {
             return Err(self.syntax("a string key"));
         }
-        let key = self.string_here()?;
+        let key = self.key_bytes()?;
         if self.peek() != Some(b':') {
             return Err(self.syntax("`:`"));
         }
@@ -302,20 +304,30 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The string that starts at the cursor (on its opening quote).
-    fn string_here(&mut self) -> Result<Cow<'a, str>, JsonError> {
+    /// The key that starts at the cursor (on its opening quote), unescaped
+    /// and UTF-8 checked.
+    fn key_bytes(&mut self) -> Result<Cow<'a, [u8]>, JsonError> {
         let start = self.pos;
-        let escaped = self.skip_string()?;
-        let inner = &self.bytes[start + 1..self.pos - 1];
-        if !escaped {
-            return std::str::from_utf8(inner)
-                .map(Cow::Borrowed)
-                .map_err(|e| JsonError::Utf8 {
-                    at: start + 1 + e.valid_up_to(),
-                });
+        let mut high = 0;
+        if self.skip_string(&mut high)? {
+            return self
+                .unescape(start)
+                .map(|s| Cow::Owned(s.into_owned().into_bytes()));
         }
-        // Escapes are rare in Kubernetes objects: serde_json unescapes
-        // them, so surrogate pairs mean exactly what they mean there.
+        let inner = &self.bytes[start + 1..self.pos - 1];
+        if high != 0 {
+            std::str::from_utf8(inner).map_err(|e| JsonError::Utf8 {
+                at: start + 1 + e.valid_up_to(),
+            })?;
+        }
+        Ok(Cow::Borrowed(inner))
+    }
+
+    /// The string from `start` (its opening quote) to the cursor, with
+    /// escapes: serde_json unescapes it, so surrogate pairs mean exactly
+    /// what they mean there.
+    #[cold]
+    fn unescape(&self, start: usize) -> Result<Cow<'a, str>, JsonError> {
         serde_json::from_slice::<String>(&self.bytes[start..self.pos])
             .map(Cow::Owned)
             .map_err(|e| JsonError::Escape {
@@ -324,13 +336,29 @@ impl<'a> Reader<'a> {
             })
     }
 
+    /// The string that starts at the cursor (on its opening quote).
+    fn string_here(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        let start = self.pos;
+        let escaped = self.skip_string(&mut 0)?;
+        let inner = &self.bytes[start + 1..self.pos - 1];
+        if !escaped {
+            return std::str::from_utf8(inner)
+                .map(Cow::Borrowed)
+                .map_err(|e| JsonError::Utf8 {
+                    at: start + 1 + e.valid_up_to(),
+                });
+        }
+        self.unescape(start)
+    }
+
     /// Moves past the string whose opening quote is at the cursor,
     /// checking its escapes; says whether it had any. The usual string
     /// (short, no escape) takes the inlined scan; the rest goes to
     /// [`Reader::string_tail`].
+    /// Bytes at or above 0x80 before the first escape set `high`.
     #[inline(always)]
-    fn skip_string(&mut self) -> Result<bool, JsonError> {
-        let pos = plain_run(self.bytes, self.pos + 1);
+    fn skip_string(&mut self, high: &mut u64) -> Result<bool, JsonError> {
+        let pos = plain_run(self.bytes, self.pos + 1, high);
         if self.bytes.get(pos) == Some(&b'"') {
             self.pos = pos + 1;
             return Ok(false);
@@ -382,7 +410,7 @@ impl<'a> Reader<'a> {
                     return Err(JsonError::Eof { at: pos });
                 }
             }
-            pos = plain_run(bytes, pos);
+            pos = plain_run(bytes, pos, &mut 0);
         }
     }
 
@@ -442,7 +470,7 @@ impl<'a> Reader<'a> {
         'value: loop {
             match self.peek() {
                 Some(b'"') => {
-                    self.skip_string()?;
+                    self.skip_string(&mut 0)?;
                 }
                 Some(open @ (b'{' | b'[')) => {
                     self.pos += 1;
@@ -500,11 +528,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A key being skipped: a string and a colon.
+    #[inline(always)]
     fn key_here(&mut self) -> Result<(), JsonError> {
         if self.bytes.get(self.pos) != Some(&b'"') {
             return Err(self.syntax("a string key"));
         }
-        self.skip_string()?;
+        self.skip_string(&mut 0)?;
         if self.peek() != Some(b':') {
             return Err(self.syntax("`:`"));
         }
@@ -514,22 +543,30 @@ impl<'a> Reader<'a> {
 }
 
 /// The end of the run of plain string bytes (not `"`, `\\` or control)
-/// that starts at `pos`: eight bytes at a time, then one by one.
+/// that starts at `pos`: eight bytes at a time, then one by one. The high
+/// bits of the bytes passed are ORed into `high` (zero: all ASCII).
 #[inline(always)]
-fn plain_run(bytes: &[u8], mut pos: usize) -> usize {
+fn plain_run(bytes: &[u8], mut pos: usize, high: &mut u64) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = bytes.get(pos..pos + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let stop = stop_bytes(u64::from_le_bytes(word));
+        let word = u64::from_le_bytes(word);
+        let stop = stop_bytes(word);
         if stop != 0 {
-            return pos + (stop.trailing_zeros() / 8) as usize;
+            let plain = stop.trailing_zeros() / 8;
+            // The bytes before the stop (a shift by 64 would overflow).
+            *high |= word & HIGH & (1u64 << (plain * 8)).wrapping_sub(1);
+            return pos + plain as usize;
         }
+        *high |= word & HIGH;
         pos += 8;
     }
     while let Some(&c) = bytes.get(pos) {
         if STRING_STOP[usize::from(c)] {
             break;
         }
+        *high |= u64::from(c & 0x80);
         pos += 1;
     }
     pos

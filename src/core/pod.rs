@@ -168,11 +168,11 @@ impl<'a> PodView<'a> {
         let (mut seen, mut metadata, mut spec) = (0, None, None);
         while let Some(key) = r.next_key()? {
             match &*key {
-                "metadata" => {
+                b"metadata" => {
                     first_time(&mut seen, 0, "metadata")?;
                     metadata = Some(PodMeta::read(r)?);
                 }
-                "spec" => {
+                b"spec" => {
                     first_time(&mut seen, 1, "spec")?;
                     spec = Some(PodSpecView::read(r)?);
                 }
@@ -193,19 +193,19 @@ impl<'a> PodMeta<'a> {
         let mut meta = PodMeta::default();
         while let Some(key) = r.next_key()? {
             match &*key {
-                "name" => {
+                b"name" => {
                     first_time(&mut seen, 0, "name")?;
                     meta.name = r.optional_string("a string name")?;
                 }
-                "generateName" => {
+                b"generateName" => {
                     first_time(&mut seen, 1, "generateName")?;
                     meta.generate_name = r.optional_string("a string generateName")?;
                 }
-                "namespace" => {
+                b"namespace" => {
                     first_time(&mut seen, 2, "namespace")?;
                     meta.namespace = r.optional_string("a string namespace")?;
                 }
-                "annotations" => {
+                b"annotations" => {
                     first_time(&mut seen, 3, "annotations")?;
                     meta.annotations = AnnotationsView::read(r)?;
                 }
@@ -224,7 +224,7 @@ impl AnnotationsView {
         }
         r.begin_object("a map of annotations")?;
         while let Some(key) = r.next_key()? {
-            view.mirror |= key == MIRROR_POD_ANNOTATION;
+            view.mirror |= *key == *MIRROR_POD_ANNOTATION.as_bytes();
             r.skip()?;
         }
         Ok(view)
@@ -238,20 +238,20 @@ impl<'a> PodSpecView<'a> {
         let mut spec = PodSpecView::default();
         while let Some(key) = r.next_key()? {
             match &*key {
-                "containers" => {
+                b"containers" => {
                     first_time(&mut seen, 0, "containers")?;
                     spec.containers = read_list(r, ContainerView::read)?.unwrap_or_default();
                 }
-                "initContainers" => {
+                b"initContainers" => {
                     first_time(&mut seen, 1, "initContainers")?;
                     spec.init_containers = read_list(r, ContainerView::read)?.unwrap_or_default();
                 }
-                "ephemeralContainers" => {
+                b"ephemeralContainers" => {
                     first_time(&mut seen, 2, "ephemeralContainers")?;
                     spec.ephemeral_containers =
                         read_list(r, ContainerView::read)?.unwrap_or_default();
                 }
-                "imagePullSecrets" => {
+                b"imagePullSecrets" => {
                     first_time(&mut seen, 3, "imagePullSecrets")?;
                     spec.image_pull_secrets = read_list(r, SecretRef::read)?;
                 }
@@ -288,11 +288,11 @@ impl<'a> ContainerView<'a> {
         };
         while let Some(key) = r.next_key()? {
             match &*key {
-                "name" => {
+                b"name" => {
                     first_time(&mut seen, 0, "name")?;
                     container.name = r.string("a string name")?;
                 }
-                "image" => {
+                b"image" => {
                     first_time(&mut seen, 1, "image")?;
                     container.image = r.optional_string("a string image")?;
                 }
@@ -310,7 +310,7 @@ impl<'a> SecretRef<'a> {
         let mut entry = SecretRef { name: None };
         while let Some(key) = r.next_key()? {
             match &*key {
-                "name" => {
+                b"name" => {
                     first_time(&mut seen, 0, "name")?;
                     entry.name = r.optional_string("a string name")?;
                 }

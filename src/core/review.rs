@@ -326,15 +326,15 @@ impl<'a> RawReview<'a> {
         };
         while let Some(key) = r.next_key()? {
             match &*key {
-                "apiVersion" => {
+                b"apiVersion" => {
                     first_time(&mut seen, 0, "apiVersion")?;
                     raw.api_version = r.string("a string apiVersion")?;
                 }
-                "kind" => {
+                b"kind" => {
                     first_time(&mut seen, 1, "kind")?;
                     raw.kind = r.string("a string kind")?;
                 }
-                "request" => {
+                b"request" => {
                     first_time(&mut seen, 2, "request")?;
                     if !r.null()? {
                         raw.request = Some(Request::read(r)?);
@@ -367,14 +367,14 @@ impl<'a> Request<'a> {
         };
         while let Some(key) = r.next_key()? {
             let field = match &*key {
-                "uid" => Field::Uid,
-                "kind" => Field::Kind,
-                "resource" => Field::Resource,
-                "subResource" => Field::SubResource,
-                "operation" => Field::Operation,
-                "namespace" => Field::Namespace,
-                "dryRun" => Field::DryRun,
-                "object" => Field::Object,
+                b"uid" => Field::Uid,
+                b"kind" => Field::Kind,
+                b"resource" => Field::Resource,
+                b"subResource" => Field::SubResource,
+                b"operation" => Field::Operation,
+                b"namespace" => Field::Namespace,
+                b"dryRun" => Field::DryRun,
+                b"object" => Field::Object,
                 _ => {
                     r.skip()?;
                     continue;
@@ -426,9 +426,9 @@ impl<'a> GroupVersionKind<'a> {
         let mut gvk = GroupVersionKind::default();
         while let Some(key) = r.next_key()? {
             let (bit, name, slot) = match &*key {
-                "group" => (0, "group", &mut gvk.group),
-                "version" => (1, "version", &mut gvk.version),
-                "kind" => (2, "kind", &mut gvk.kind),
+                b"group" => (0, "group", &mut gvk.group),
+                b"version" => (1, "version", &mut gvk.version),
+                b"kind" => (2, "kind", &mut gvk.kind),
                 _ => {
                     r.skip()?;
                     continue;
@@ -448,9 +448,9 @@ impl<'a> GroupVersionResource<'a> {
         let mut gvr = GroupVersionResource::default();
         while let Some(key) = r.next_key()? {
             let (bit, name, slot) = match &*key {
-                "group" => (0, "group", &mut gvr.group),
-                "version" => (1, "version", &mut gvr.version),
-                "resource" => (2, "resource", &mut gvr.resource),
+                b"group" => (0, "group", &mut gvr.group),
+                b"version" => (1, "version", &mut gvr.version),
+                b"resource" => (2, "resource", &mut gvr.resource),
                 _ => {
                     r.skip()?;
                     continue;

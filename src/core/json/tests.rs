@@ -155,14 +155,14 @@ fn strings_read_are_checked_and_unescaped_like_serde_json() {
 fn objects_and_arrays_are_walked_entry_by_entry() {
     let mut r = Reader::new(br#" { "a" : [ true , null , false ] , "b\u0063" : {} } "#);
     r.begin_object("an object").unwrap();
-    assert_eq!(r.next_key().unwrap().as_deref(), Some("a"));
+    assert_eq!(r.next_key().unwrap().as_deref(), Some(&b"a"[..]));
     r.begin_array("a list").unwrap();
     let mut got = Vec::new();
     while r.next_element().unwrap() {
         got.push(r.optional_bool("a bool").unwrap());
     }
     assert_eq!(got, [Some(true), None, Some(false)]);
-    assert_eq!(r.next_key().unwrap().as_deref(), Some("bc"));
+    assert_eq!(r.next_key().unwrap().as_deref(), Some(&b"bc"[..]));
     assert_eq!(r.raw().unwrap(), "{}");
     assert_eq!(r.next_key().unwrap(), None);
     r.end().unwrap();
