@@ -129,10 +129,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The next byte that is not whitespace. Kubernetes writes compact
+    /// JSON, so the first byte looked at almost always is it.
     #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
-        self.bytes.get(self.pos).copied()
+        match self.bytes.get(self.pos) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => {
+                self.skip_whitespace();
+                self.bytes.get(self.pos).copied()
+            }
+        }
     }
 
     fn syntax(&self, expected: &'static str) -> JsonError {
