@@ -7,15 +7,17 @@
 //! the process is alive; `GET /readyz` is 200 only with a valid policy and a
 //! certificate loaded, and turns 503 while the server drains on shutdown.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, Version, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt as _;
@@ -115,16 +117,25 @@ pub fn router(state: Arc<AppState>, limits: HttpLimits) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        // Outermost, so that every answer while draining says close.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            close_while_draining,
-        ))
+        // One layer of three: axum boxes and clones each route's service
+        // once per `layer` call and request, so stacking them in one
+        // ServiceBuilder costs a third of three separate `layer` calls.
+        .layer(
+            tower::ServiceBuilder::new()
+                // Outermost, so that every answer while draining says close.
+                .layer(tower::layer::layer_fn({
+                    let state = state.clone();
+                    move |inner| CloseWhileDraining {
+                        inner,
+                        state: state.clone(),
+                    }
+                }))
+                .layer(tower_http::catch_panic::CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    limits.request_timeout,
+                )),
+        )
         .with_state(state)
 }
 
@@ -256,20 +267,66 @@ impl BodyBudget {
 /// While draining, HTTP/1.1 answers carry `Connection: close`, so clients
 /// that keep pooled connections (kube-apiserver does) drop them during the
 /// grace period instead of writing a request into a connection the server
-/// is about to close.
-async fn close_while_draining(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let http1 = request.version() == Version::HTTP_11;
-    let mut response = next.run(request).await;
-    if http1 && state.draining.load(Ordering::SeqCst) {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+/// is about to close. (A plain tower service rather than axum's `from_fn`,
+/// which boxes a future and clones the inner service per request.)
+#[derive(Clone)]
+struct CloseWhileDraining<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+impl<S, B> tower::Service<Request> for CloseWhileDraining<S>
+where
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
+{
+    type Response = axum::http::Response<B>;
+    type Error = S::Error;
+    type Future = Closing<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
-    response
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let http1 = request.version() == Version::HTTP_11;
+        Closing {
+            inner: self.inner.call(request),
+            state: http1.then(|| self.state.clone()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`CloseWhileDraining`]: the inner one, with
+    /// `Connection: close` added when the server drains.
+    struct Closing<F> {
+        #[pin]
+        inner: F,
+        // Set for HTTP/1.1 requests only (HTTP/2 has no such header).
+        state: Option<Arc<AppState>>,
+    }
+}
+
+impl<F, B, E> Future for Closing<F>
+where
+    F: Future<Output = Result<axum::http::Response<B>, E>>,
+{
+    type Output = Result<axum::http::Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if this
+            .state
+            .as_ref()
+            .is_some_and(|state| state.draining.load(Ordering::SeqCst))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// The metrics router: `/metrics`.
