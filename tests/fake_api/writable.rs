@@ -392,6 +392,17 @@ impl FakeApi {
         self.writable.inner.lock().unwrap().calls.clone()
     }
 
+    /// How many `verb` requests for `resource` were answered `code` so
+    /// far (cheap: nothing is copied).
+    pub fn count_calls(&self, resource: Resource, verb: &str, code: u16) -> usize {
+        let inner = self.writable.inner.lock().unwrap();
+        inner
+            .calls
+            .iter()
+            .filter(|c| c.resource == resource && c.verb == verb && c.code == code)
+            .count()
+    }
+
     /// Forgets the requests counted so far, and the peak of writes in
     /// flight.
     pub fn reset_calls(&self) {

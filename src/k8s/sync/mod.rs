@@ -74,9 +74,11 @@ pub struct Settings {
     pub policy_configmap: Option<(String, String)>,
     /// Most Secret writes in flight at once.
     pub max_in_flight: usize,
-    /// How often a Secret that blocked a copy is looked at again.
+    /// How often a Secret that blocked a copy is looked at again (and a
+    /// full pass is made, as a safety net).
     pub conflict_recheck: Duration,
-    /// How often the source watches check the policy for new sources.
+    /// How often the policy in force is checked for changes: new sources
+    /// (the source watches) and edited rules (the reconciler).
     pub source_poll: Duration,
     /// Leader election timings.
     pub lease: LeaseTimings,
