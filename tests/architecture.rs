@@ -37,7 +37,6 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
     "k8s_openapi",
     "tracing",
     "tracing_subscriber",
-    "tracing_appender",
     "prometheus_client",
     "futures",
     "arc_swap",

@@ -4,10 +4,11 @@
 //! and the cache fills ([`namespace_labels`]), supervised background tasks
 //! ([`supervise`]), periodic file reloads reported once per change
 //! ([`reload`]), and logs and metrics ([`telemetry`], the log line formats in
-//! [`log_format`]).
+//! [`log_format`], the batched stderr writer in [`log_writer`]).
 
 pub mod files;
 pub mod log_format;
+pub mod log_writer;
 pub mod namespace_labels;
 pub mod policy_store;
 pub mod reload;

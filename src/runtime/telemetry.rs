@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::log_format::{Digits, JsonFormat, TextFormat};
+use super::log_writer;
 use crate::core::decide::Outcome;
 
 /// How log lines are written.
@@ -30,19 +31,12 @@ pub enum LogFormat {
 /// comes from `RUST_LOG` (default `info`).
 ///
 /// Lines are formatted on the calling thread and written by a background
-/// thread through a buffer that is flushed whenever no line is waiting: one
-/// `write` per burst instead of one per admission decision (which halved
-/// throughput under load). Nothing is dropped: a full queue makes the
-/// caller wait. Keep the returned guard alive until exit; dropping it
-/// flushes what is left.
-pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+/// thread in batches (see `runtime::log_writer`): one `write` and at most
+/// one thread wake-up per burst instead of per admission decision. Nothing
+/// is dropped: a full buffer makes the caller wait. Keep the returned guard
+/// alive until exit; dropping it writes what is left.
+pub fn init_logging(format: LogFormat) -> log_writer::LogGuard {
+    let (writer, guard) = log_writer::stderr();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
