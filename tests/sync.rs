@@ -792,6 +792,131 @@ async fn writes_run_in_parallel_and_a_stuck_write_blocks_nothing_else() {
     fake.assert_clean();
 }
 
+/// A leader that loses its Lease stops writing at once (DESIGN §8): with
+/// 16 writes held unanswered by the API server and 8 more queued, another
+/// replica takes the Lease over. The old leader's writes in flight are
+/// abandoned (the API server sees the requests go away unanswered), its
+/// queue is dropped, its leadership metric goes to 0, and not one Secret
+/// write reaches the API server afterwards, even with writes let through,
+/// over several of its Lease rounds. When the other replica stops renewing
+/// and its Lease expires, the old leader takes it back and makes every copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_abandons_its_writes_and_sends_no_more() {
+    const LEASE: &str = "pull-secret-injector-sync";
+    const LEADER: &str = "pull_secret_injector_sync_leader ";
+    const IN_FLIGHT: &str = "pull_secret_injector_sync_writes_in_flight ";
+    const QUEUED: &str = "pull_secret_injector_sync_writes_queued ";
+    let names: Vec<String> = (0..24).map(|i| format!("ns-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let fake = cluster(&refs).await;
+    let source = fake.put_secret(
+        NS,
+        "hub-source",
+        JSON_TYPE,
+        &[(".dockerconfigjson", &dockerconfig("bot"))],
+        &[],
+    );
+    fake.hold_secret_writes(None);
+    let a = Replica::start(&fake, "sync-a");
+    eventually("16 writes in flight", WAIT, || {
+        fake.secret_writes_in_flight() == 16
+    })
+    .await;
+    metric_reaches(&a, QUEUED, 8.0).await;
+    metric_reaches(&a, LEADER, 1.0).await;
+    assert_eq!(fake.secret_writes_received(), 16);
+
+    // sync-b takes the Lease over as client-go's elector would (its own
+    // identity, fresh times, one more transition) and renews it while it
+    // lives: each renewal is a new resourceVersion, so sync-a never sees
+    // it expire.
+    let renew_as_b = |takeover: bool| {
+        fake.edit_lease(NS, LEASE, |lease| {
+            let now =
+                serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ))
+                .unwrap();
+            let spec = &mut lease["spec"];
+            if takeover {
+                spec["holderIdentity"] = json!("sync-b");
+                spec["acquireTime"] = now.clone();
+                spec["leaseTransitions"] =
+                    json!(spec["leaseTransitions"].as_i64().unwrap_or(0) + 1);
+            }
+            assert_eq!(spec["holderIdentity"], "sync-b");
+            spec["renewTime"] = now;
+            spec["leaseDurationSeconds"] = json!(3);
+        });
+    };
+    renew_as_b(true);
+    metric_reaches(&a, LEADER, 0.0).await;
+    // The 16 requests in flight are given up, unanswered: the API server
+    // sees them go away while it still holds them.
+    eventually("the writes in flight abandoned", WAIT, || {
+        renew_as_b(false);
+        fake.secret_writes_in_flight() == 0
+    })
+    .await;
+    metric_reaches(&a, IN_FLIGHT, 0.0).await;
+    metric_reaches(&a, QUEUED, 0.0).await;
+
+    // Writes go through again. While sync-b holds the Lease, sync-a keeps
+    // checking it, and over four of its rounds sends no Secret write: the
+    // 8 queued writes were dropped, and nothing it decides is sent.
+    fake.release_secret_writes();
+    let rounds = fake.count_calls(Resource::Leases, "get", 200);
+    eventually("four Lease rounds of sync-a as a follower", WAIT, || {
+        renew_as_b(false);
+        fake.count_calls(Resource::Leases, "get", 200) >= rounds + 4
+    })
+    .await;
+    assert_eq!(a.metric(LEADER).await, Some(0.0));
+    assert_eq!(
+        fake.secret_writes_received(),
+        16,
+        "a Secret write was sent after the Lease was lost"
+    );
+    let answered: Vec<(&'static str, String, u16)> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.resource == Resource::Secrets)
+        .filter(|c| matches!(c.verb, "create" | "update" | "delete"))
+        .map(|c| (c.verb, c.namespace.clone(), c.code))
+        .collect();
+    assert!(answered.is_empty(), "writes answered: {answered:?}");
+    assert!(names.iter().all(|ns| fake.secret(ns, "hub").is_none()));
+
+    // sync-b dies: its Lease expires, sync-a takes it back and completes
+    // every copy, each with one create.
+    eventually("sync-a leads again", WAIT, || {
+        fake.lease(NS, LEASE)
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "sync-a")
+    })
+    .await;
+    metric_reaches(&a, LEADER, 1.0).await;
+    eventually("every copy made", WAIT, || {
+        names
+            .iter()
+            .all(|ns| is_copy_of(&fake.secret(ns, "hub"), &source))
+    })
+    .await;
+    let creates: Vec<(String, u16)> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.resource == Resource::Secrets && c.verb == "create")
+        .map(|c| (c.namespace.clone(), c.code))
+        .collect();
+    assert_eq!(creates.len(), 24, "{creates:?}");
+    assert!(creates.iter().all(|(_, code)| *code == 201), "{creates:?}");
+    assert_eq!(fake.secret_writes_received(), 16 + 24);
+    let lease = fake.lease(NS, LEASE).unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 2, "{lease}");
+    a.stop();
+    fake.assert_clean();
+    assert_no_marker(&fake);
+}
+
 fn assert_no_marker(fake: &FakeApi) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("bot:{MARKER}"));
     let events = serde_json::to_string(&fake.events()).unwrap();

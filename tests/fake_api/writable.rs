@@ -19,7 +19,8 @@
 //! commit makes them on a real cluster ([`FakeApi::set_secret_write_latency`]),
 //! or held until released ([`FakeApi::hold_secret_writes`]); the writes in
 //! flight are counted, with their peak, so tests and the benchmark can see
-//! how many a client keeps going at once.
+//! how many a client keeps going at once, and every write received is
+//! counted, also one its client abandons before the answer.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -97,6 +98,8 @@ impl Hold {
 /// each takes, which are held.
 #[derive(Default)]
 struct Writes {
+    /// Received since the fake started, answered or not.
+    received: AtomicUsize,
     now: AtomicUsize,
     peak: AtomicUsize,
     latency_micros: AtomicU64,
@@ -114,6 +117,7 @@ impl Drop for InFlight<'_> {
 
 impl Writes {
     fn start(&self) -> InFlight<'_> {
+        self.received.fetch_add(1, Ordering::SeqCst);
         let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         InFlight(self)
@@ -370,6 +374,21 @@ impl FakeApi {
             .cloned()
     }
 
+    /// Changes the stored Lease in place, as another replica's update
+    /// would (a new resourceVersion, streamed to watches).
+    pub fn edit_lease(&self, namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut inner = self.writable.inner.lock().unwrap();
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut object = inner
+            .leases
+            .objects
+            .get(&key)
+            .cloned()
+            .expect("lease exists");
+        edit(&mut object);
+        self.writable.store(&mut inner, Resource::Leases, object);
+    }
+
     /// The next Secret watch is answered `410 Gone`, and open watches end.
     pub fn expire_secret_watches(&self) {
         self.writable.inner.lock().unwrap().secrets.gone_next = true;
@@ -433,6 +452,12 @@ impl FakeApi {
     /// Lets held Secret writes through.
     pub fn release_secret_writes(&self) {
         self.writable.writes.hold.send_replace(Hold::Nothing);
+    }
+
+    /// Secret writes received since the fake started, whether answered,
+    /// held, or abandoned by the client before an answer.
+    pub fn secret_writes_received(&self) -> usize {
+        self.writable.writes.received.load(Ordering::SeqCst)
     }
 
     /// Secret writes received and not answered yet.

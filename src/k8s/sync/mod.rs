@@ -299,6 +299,8 @@ impl Controller {
                     } else {
                         // Lost the Lease: abandon every write at once.
                         pool.abandon();
+                        // No pass queues while following: say so now.
+                        self.metrics.queued(pool.queued());
                         busy.clear();
                         memory = Memory::default();
                     }
