@@ -15,11 +15,12 @@
 //! about `GATHER` plus the time to write what came before it.
 //!
 //! Nothing is dropped: when [`MAX_BUFFERED`] bytes wait, callers wait for
-//! the writer. Dropping the [`LogGuard`] writes what is left.
+//! the writer. Dropping the [`LogGuard`] writes what is left (waiting at
+//! most [`FINAL_WRITE_WAIT`] for a stderr that does not take it).
 
 use std::io::Write as _;
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long the writer lets a burst gather before writing it: short
@@ -29,6 +30,10 @@ pub const GATHER: Duration = Duration::from_millis(20);
 
 /// Bytes that may wait in memory before callers wait for the writer.
 pub const MAX_BUFFERED: usize = 1024 * 1024;
+
+/// How long dropping the guard waits for the last lines to be written: a
+/// stderr nobody reads must not hold up the exit forever.
+pub const FINAL_WRITE_WAIT: Duration = Duration::from_secs(2);
 
 struct State {
     buffer: Vec<u8>,
@@ -61,7 +66,9 @@ pub struct BatchedStderr {
 /// Writes what is buffered and stops the writer thread when dropped.
 pub struct LogGuard {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<()>>,
+    /// Receives when the writer thread has written everything and ended;
+    /// `None` when it could not be started.
+    finished: Option<mpsc::Receiver<()>>,
 }
 
 /// A writer for stderr with its background thread. Falls back to writing
@@ -80,14 +87,19 @@ pub fn stderr_to(mut sink: Box<dyn std::io::Write + Send>) -> (BatchedStderr, Lo
         filled: Condvar::new(),
         drained: Condvar::new(),
     });
-    let writer = {
+    let (done, finished) = mpsc::channel();
+    let started = {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("log-writer".to_owned())
-            .spawn(move || write_batches(&shared, &mut *sink))
-            .ok()
+            .spawn(move || {
+                write_batches(&shared, &mut *sink);
+                let _ = done.send(());
+            })
+            .is_ok()
     };
-    if writer.is_none() {
+    let finished = started.then_some(finished);
+    if finished.is_none() {
         // No thread, no one to drain the buffer: callers write themselves.
         shared.lock().closed = true;
     }
@@ -95,7 +107,7 @@ pub fn stderr_to(mut sink: Box<dyn std::io::Write + Send>) -> (BatchedStderr, Lo
         BatchedStderr {
             shared: shared.clone(),
         },
-        LogGuard { shared, writer },
+        LogGuard { shared, finished },
     )
 }
 
@@ -186,8 +198,8 @@ impl Drop for LogGuard {
         self.shared.lock().closed = true;
         self.shared.filled.notify_all();
         self.shared.drained.notify_all();
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.recv_timeout(FINAL_WRITE_WAIT);
         }
     }
 }
@@ -273,5 +285,27 @@ mod tests {
         }
         drop(guard);
         assert_eq!(sink.0.lock().unwrap().0.len(), 64 * 64 * 1024);
+    }
+
+    #[test]
+    fn a_stderr_that_never_takes_the_lines_does_not_hold_up_the_exit() {
+        /// A sink whose write never returns.
+        struct Stuck;
+        impl std::io::Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                loop {
+                    std::thread::park();
+                }
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (writer, guard) = stderr_to(Box::new(Stuck));
+        Line(&writer).write_all(b"a line\n").unwrap();
+        let started = std::time::Instant::now();
+        drop(guard);
+        // Bounded by FINAL_WRITE_WAIT (plus scheduling), not forever.
+        assert!(started.elapsed() < FINAL_WRITE_WAIT * 5);
     }
 }
