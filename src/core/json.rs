@@ -8,9 +8,9 @@
 //! It accepts exactly RFC 8259 JSON, as serde_json does; like serde_json's
 //! skipping, it neither limits the nesting of skipped values (it keeps one
 //! bit per level, not a stack frame) nor checks UTF-8 inside skipped
-//! strings. Strings the caller reads are UTF-8
-//! checked, and those with escapes are unescaped by serde_json itself, so
-//! their meaning (surrogate pairs included) is serde_json's.
+//! strings. Strings the caller reads are UTF-8 checked, and those with
+//! escapes are unescaped by serde_json itself, so their meaning (surrogate
+//! pairs included) is serde_json's.
 //!
 //! `core::review` checks its readers against serde's derived ones over the
 //! same types, in unit tests and in the `review` fuzz target.
