@@ -444,15 +444,38 @@ fn split_pattern(pattern: &str) -> (&str, Option<&str>) {
 }
 
 /// A policy label glob (`*` any run, `?` one byte) against a label.
+///
+/// One pass with a single resume point (the last `*` seen), so at most
+/// pattern × text steps: trying every split at every `*` recursively took
+/// exponential time on a pattern of many stars (found by the
+/// `credentials` fuzz target).
 fn policy_glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| policy_glob(rest, &text[i..])),
-        Some((&c, rest)) => match text.split_first() {
-            Some((&t, text)) => (c == b'?' || c == t) && policy_glob(rest, text),
-            None => false,
-        },
+    let (mut p, mut t) = (0, 0);
+    // After the last `*`: where the pattern resumes, and the text byte the
+    // star's run would end at next.
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                p += 1;
+                resume = Some((p, t));
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match resume {
+                // Let the last star take one more byte and retry.
+                Some((after_star, run_end)) => {
+                    p = after_star;
+                    t = run_end + 1;
+                    resume = Some((after_star, t));
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// One step of a label glob, for [`labels_intersect`].
