@@ -111,16 +111,7 @@ where
             return self.stock.format_event(ctx, writer, event);
         }
         let meta = event.metadata();
-        JSON_LINE.with(|line| {
-            // A line formatted while another is (a `Debug` that logs) gets
-            // a fresh buffer instead of a panic.
-            let mut own = String::new();
-            let mut borrowed = line.try_borrow_mut();
-            let line = match &mut borrowed {
-                Ok(line) => &mut **line,
-                Err(_) => &mut own,
-            };
-            line.clear();
+        with_buffer(&JSON_LINE, |line| {
             line.push_str("{\"timestamp\":\"");
             match timestamp() {
                 Some(stamp) => line.push_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?),
@@ -138,17 +129,37 @@ where
             line.push_str(",\"target\":");
             write_json_str(line, meta.target());
             line.push_str("}\n");
-            let result = writer.write_str(line);
-            if line.capacity() > MAX_KEPT_LINE {
-                *line = String::new();
-            }
-            result
+            writer.write_str(line)
         })
     }
 }
 
 /// A line buffer that grew past this (a huge error message) is not kept.
 const MAX_KEPT_LINE: usize = 64 * 1024;
+
+/// Runs `f` with one of this thread's reusable buffers, cleared, so that
+/// formatting a line does not allocate. A line formatted while the same
+/// buffer is in use (a `Debug` or `Display` that logs) gets a fresh buffer
+/// instead of a panic; a buffer grown past [`MAX_KEPT_LINE`] is let go.
+pub fn with_buffer<R>(
+    buffer: &'static std::thread::LocalKey<std::cell::RefCell<String>>,
+    f: impl FnOnce(&mut String) -> R,
+) -> R {
+    buffer.with(|cell| {
+        let mut own = String::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let text = match &mut borrowed {
+            Ok(text) => &mut **text,
+            Err(_) => &mut own,
+        };
+        text.clear();
+        let result = f(text);
+        if text.capacity() > MAX_KEPT_LINE {
+            *text = String::new();
+        }
+        result
+    })
+}
 
 thread_local! {
     /// The JSON line being formatted, reused so that formatting a line does
@@ -301,21 +312,9 @@ impl tracing::field::Visit for JsonVisitor<'_> {
             return;
         }
         self.name(field.name());
-        self.result = SCRATCH.with(|scratch| {
-            // A value whose `Debug` logs gets a fresh buffer instead of a
-            // panic.
-            let mut own = String::new();
-            let mut borrowed = scratch.try_borrow_mut();
-            let text = match &mut borrowed {
-                Ok(text) => &mut **text,
-                Err(_) => &mut own,
-            };
-            text.clear();
+        self.result = with_buffer(&SCRATCH, |text| {
             write!(text, "{value:?}")?;
             write_json_str(self.line, text);
-            if text.capacity() > MAX_KEPT_LINE {
-                *text = String::new();
-            }
             Ok(())
         });
     }

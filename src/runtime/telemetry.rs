@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::log_format::{Digits, JsonFormat, TextFormat};
+use super::log_format::{Digits, JsonFormat, TextFormat, with_buffer};
 use super::log_writer;
 use crate::core::decide::Outcome;
 
@@ -80,16 +80,7 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
         fields: R,
     ) -> std::fmt::Result {
         let ansi = writer.has_ansi_escapes();
-        LINE.with(|line| {
-            // A log line formatted while another is (a Display impl that
-            // logs) gets a fresh buffer instead of a panic.
-            let mut own = String::new();
-            let mut borrowed = line.try_borrow_mut();
-            let line = match &mut borrowed {
-                Ok(line) => &mut **line,
-                Err(_) => &mut own,
-            };
-            line.clear();
+        with_buffer(&LINE, |line| {
             let mut visitor = TextVisitor {
                 line: &mut *line,
                 ansi,
@@ -97,11 +88,7 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
                 result: Ok(()),
             };
             fields.record(&mut visitor);
-            let result = visitor.result.and_then(|()| writer.write_str(line));
-            if line.capacity() > MAX_KEPT_LINE {
-                *line = String::new();
-            }
-            result
+            visitor.result.and_then(|()| writer.write_str(line))
         })
     }
 }
@@ -120,9 +107,6 @@ thread_local! {
     /// log line does not allocate.
     static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
-
-/// A line buffer that grew past this (a huge error message) is not kept.
-const MAX_KEPT_LINE: usize = 64 * 1024;
 
 impl TextVisitor<'_> {
     fn separate(&mut self) {
