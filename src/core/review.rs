@@ -421,46 +421,49 @@ impl<'a> Request<'a> {
 
 impl<'a> GroupVersionKind<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
-        r.begin_object("a group/version/kind object")?;
-        let mut seen = 0;
-        let mut gvk = GroupVersionKind::default();
-        while let Some(key) = r.next_key()? {
-            let (bit, name, slot) = match &*key {
-                b"group" => (0, "group", &mut gvk.group),
-                b"version" => (1, "version", &mut gvk.version),
-                b"kind" => (2, "kind", &mut gvk.kind),
-                _ => {
-                    r.skip()?;
-                    continue;
-                }
-            };
-            first_time(&mut seen, bit, name)?;
-            *slot = r.string("a string")?;
-        }
-        Ok(gvk)
+        let [group, version, kind] = read_group_version(r, "kind")?;
+        Ok(GroupVersionKind {
+            group,
+            version,
+            kind,
+        })
     }
 }
 
 impl<'a> GroupVersionResource<'a> {
     fn read(r: &mut Reader<'a>) -> Result<Self, JsonError> {
-        r.begin_object("a group/version/resource object")?;
-        let mut seen = 0;
-        let mut gvr = GroupVersionResource::default();
-        while let Some(key) = r.next_key()? {
-            let (bit, name, slot) = match &*key {
-                b"group" => (0, "group", &mut gvr.group),
-                b"version" => (1, "version", &mut gvr.version),
-                b"resource" => (2, "resource", &mut gvr.resource),
-                _ => {
-                    r.skip()?;
-                    continue;
-                }
-            };
-            first_time(&mut seen, bit, name)?;
-            *slot = r.string("a string")?;
-        }
-        Ok(gvr)
+        let [group, version, resource] = read_group_version(r, "resource")?;
+        Ok(GroupVersionResource {
+            group,
+            version,
+            resource,
+        })
     }
+}
+
+/// `{group, version, <third>}` (`kind` or `resource`): the three strings,
+/// each empty when absent.
+fn read_group_version<'a>(
+    r: &mut Reader<'a>,
+    third: &'static str,
+) -> Result<[Cow<'a, str>; 3], JsonError> {
+    r.begin_object("a group/version object")?;
+    let mut seen = 0;
+    let mut parts = [Cow::Borrowed(""), Cow::Borrowed(""), Cow::Borrowed("")];
+    while let Some(key) = r.next_key()? {
+        let (bit, name) = match &*key {
+            b"group" => (0, "group"),
+            b"version" => (1, "version"),
+            key if key == third.as_bytes() => (2, third),
+            _ => {
+                r.skip()?;
+                continue;
+            }
+        };
+        first_time(&mut seen, bit, name)?;
+        parts[bit as usize] = r.string("a string")?;
+    }
+    Ok(parts)
 }
 
 impl Request<'_> {
