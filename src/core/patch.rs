@@ -48,11 +48,20 @@ pub fn patch(missing: &[&str], field_present: bool) -> Option<String> {
     Some(out)
 }
 
-/// Appends `s` as a JSON string literal, escaped by serde_json. Secret
-/// names are validated DNS names, so this is a copy in practice (one small
-/// allocation per added name, next to the tens of microseconds a review
-/// costs); the escaping keeps the document valid whatever they hold.
+/// Appends `s` as a JSON string literal. Secret names are validated DNS
+/// names, which need no escape: those are copied between quotes (for
+/// speed: serde_json's writer costs ~0.5 k instructions a name, every
+/// patched pod); anything else is escaped by serde_json, so the document
+/// stays valid whatever a name holds.
 fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // Writing to a String cannot fail.
     let _ = write!(out, "{}", Value::String(s.to_owned()));
 }
@@ -123,6 +132,21 @@ mod tests {
             let text = patch(&[name], false).expect("patch");
             let pod = apply(json!({"spec": {}}), &text);
             assert_eq!(pod["spec"]["imagePullSecrets"][0]["name"], name);
+        }
+    }
+
+    #[test]
+    fn names_are_written_as_serde_json_writes_them() {
+        let mut names: Vec<String> = (0u8..=0x7f).map(|b| format!("a{}z", b as char)).collect();
+        names.extend(["", "pull-secret.corp", "é", "\u{2028}"].map(str::to_owned));
+        for name in &names {
+            let mut out = String::new();
+            push_json_string(&mut out, name);
+            assert_eq!(
+                out,
+                serde_json::to_string(name).expect("writes"),
+                "{name:?}"
+            );
         }
     }
 }

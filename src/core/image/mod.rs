@@ -139,6 +139,160 @@ impl fmt::Display for Reference<'_> {
 /// Parses and normalizes an image reference exactly as Go's
 /// `reference.ParseNormalizedNamed` does, returning the same error text.
 pub fn parse(input: &str) -> Result<Reference<'_>, ParseImageRefError> {
+    match parse_common(input) {
+        Some(reference) => Ok(reference),
+        None => parse_full(input),
+    }
+}
+
+/// The usual reference — lower-case ASCII, a host name (if any) without
+/// brackets, a tag and/or a sha256 digest — parsed in one pass over the
+/// bytes and a second over the path; `None` for anything else, valid or
+/// not, which [`parse_full`] then reads with the full grammar.
+///
+/// Hand-written for speed: every pod's every image goes through [`parse`],
+/// and the full reading visits each byte six or seven times (domain guess,
+/// case checks, digest split, tag split, path and domain grammars). What
+/// this returns is exactly what [`parse_full`] returns for the same input
+/// (a test and the `image` fuzz target compare them).
+fn parse_common(input: &str) -> Option<Reference<'_>> {
+    let bytes = input.as_bytes();
+    let mut first_slash = None;
+    let mut last_slash = 0;
+    let mut colons_before_slash = 0u32;
+    let mut colons_after_slash = 0u32;
+    let mut last_colon = 0;
+    let mut first_upper = usize::MAX;
+    let mut name_end = bytes.len();
+    for (at, &b) in bytes.iter().enumerate() {
+        let class = COMMON_CLASS[usize::from(b)];
+        if class == PLAIN {
+            continue;
+        }
+        match b {
+            b'/' => {
+                if first_slash.is_none() {
+                    first_slash = Some(at);
+                }
+                last_slash = at;
+            }
+            b':' => {
+                if first_slash.is_none() {
+                    colons_before_slash += 1;
+                } else {
+                    colons_after_slash += 1;
+                }
+                last_colon = at;
+            }
+            b'A'..=b'Z' => first_upper = first_upper.min(at),
+            b'@' => {
+                name_end = at;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    if is_identifier(input) {
+        return None;
+    }
+    let digest = match input.get(name_end..) {
+        Some("") => None,
+        Some(at_digest) => {
+            let digest = at_digest.get(1..)?;
+            let hex = digest.strip_prefix("sha256:")?;
+            if hex.len() != 64 || !hex.bytes().all(is_lower_hex) {
+                return None;
+            }
+            Some(digest)
+        }
+        None => return None,
+    };
+    let name = input.get(..name_end)?;
+
+    // The registry guess (`split_docker_domain`) on the first segment.
+    let (domain, prefix, remainder, colons) = match first_slash {
+        None => (
+            DEFAULT_DOMAIN,
+            OFFICIAL_REPO_PREFIX,
+            name,
+            colons_before_slash,
+        ),
+        Some(slash) => {
+            let first = name.get(..slash)?;
+            let rest = name.get(slash + 1..)?;
+            if first == LOCALHOST || first.bytes().any(|b| b == b'.' || b == b':') {
+                if colons_before_slash > 1 || first_upper < slash || !is_domain_and_port(first) {
+                    return None;
+                }
+                let domain = if first == LEGACY_DEFAULT_DOMAIN {
+                    DEFAULT_DOMAIN
+                } else {
+                    first
+                };
+                let prefix = if domain == DEFAULT_DOMAIN && slash == last_slash {
+                    OFFICIAL_REPO_PREFIX
+                } else {
+                    ""
+                };
+                (domain, prefix, rest, colons_after_slash)
+            } else {
+                // No `.` or `:` in the first segment: Docker Hub, and the
+                // whole name is the path (it has a `/`, so no prefix).
+                (DEFAULT_DOMAIN, "", name, colons_after_slash)
+            }
+        }
+    };
+    // The tag: after the one `:` of the remainder, in its last segment.
+    let (path, tag) = match colons {
+        0 => (remainder, None),
+        1 if first_slash.is_none() || last_colon > last_slash => {
+            let colon = last_colon - (name.len() - remainder.len());
+            (remainder.get(..colon)?, Some(remainder.get(colon + 1..)?))
+        }
+        _ => return None,
+    };
+    // Capitals are fine in a tag only.
+    if first_upper < name.len() - remainder.len() + path.len()
+        || prefix.len() + path.len() > MAX_PATH_LEN
+        || tag.is_some_and(|tag| !is_tag(tag))
+        || !is_path(path.as_bytes())
+    {
+        return None;
+    }
+    let path = if prefix.is_empty() {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned([prefix, path].concat())
+    };
+    Some(Reference {
+        domain,
+        path,
+        tag,
+        digest,
+    })
+}
+
+/// A byte of [`COMMON_CLASS`]: a lower-case letter, digit, `.`, `-` or `_`.
+const PLAIN: u8 = 0;
+
+/// The bytes [`parse_common`] passes over without a second look.
+const COMMON_CLASS: [u8; 256] = {
+    let mut table = [1; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'_') {
+            table[b] = PLAIN;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// [`parse`] with the full grammar for every input: what the one-pass
+/// reading of the usual reference is checked against (tests, the `image`
+/// fuzz target). Callers want [`parse`].
+pub fn parse_full(input: &str) -> Result<Reference<'_>, ParseImageRefError> {
     if is_identifier(input) {
         return Err(ParseImageRefError::HexadecimalName(input.to_owned()));
     }
@@ -349,39 +503,48 @@ fn is_identifier(s: &str) -> bool {
 /// `(?:domainName|\[[a-fA-F0-9:]+\])(?::[0-9]+)?`, where domainName is
 /// `component(?:\.component)*`.
 fn is_domain_and_port(s: &str) -> bool {
-    let (host_ok, port) = if let Some(bracketed) = s.strip_prefix('[') {
-        let Some((ipv6, port)) = split_once_byte(bracketed, b']') else {
-            return false;
-        };
-        let ipv6_ok = !ipv6.is_empty() && ipv6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-        (ipv6_ok, port)
-    } else {
-        let (host, port) = find_byte(s, b':').map_or((s, ""), |colon| s.split_at(colon));
-        (
-            host.as_bytes()
-                .split(|b| *b == b'.')
-                .all(is_domain_component),
-            port,
-        )
+    let Some(bracketed) = s.strip_prefix('[') else {
+        return is_domain_name_and_port(s.as_bytes());
     };
-    host_ok
+    let Some((ipv6, port)) = split_once_byte(bracketed, b']') else {
+        return false;
+    };
+    !ipv6.is_empty()
+        && ipv6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
         && (port.is_empty()
             || port.strip_prefix(':').is_some_and(|digits| {
                 !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
             }))
 }
 
-/// `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`.
-fn is_domain_component(bytes: &[u8]) -> bool {
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+/// `domainName(?::[0-9]+)?`, domainName being components
+/// `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]` joined by `.`: one
+/// loop over the bytes, as every image with a registry is checked with it.
+fn is_domain_name_and_port(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        if !bytes.get(at).is_some_and(u8::is_ascii_alphanumeric) {
+            return false;
         }
-        _ => false,
+        at += 1;
+        while bytes
+            .get(at)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        {
+            at += 1;
+        }
+        if bytes[at - 1] == b'-' {
+            return false;
+        }
+        match bytes.get(at) {
+            None => return true,
+            Some(b'.') => at += 1,
+            Some(b':') => {
+                let port = &bytes[at + 1..];
+                return !port.is_empty() && port.iter().all(u8::is_ascii_digit);
+            }
+            Some(_) => return false,
+        }
     }
 }
 
@@ -413,6 +576,39 @@ fn is_path_component(bytes: &[u8]) -> bool {
             return false;
         }
         at += sep;
+    }
+}
+
+/// Path components joined by `/`, each as [`is_path_component`]: one
+/// loop over the bytes (the common parse's path check).
+fn is_path(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        // An alphanumeric run starts every component and follows every
+        // separator.
+        if !bytes.get(at).copied().is_some_and(is_lower_alnum) {
+            return false;
+        }
+        at += 1;
+        while bytes.get(at).copied().is_some_and(is_lower_alnum) {
+            at += 1;
+        }
+        match bytes.get(at) {
+            None => return true,
+            Some(b'/' | b'.') => at += 1,
+            Some(b'_') => {
+                at += 1;
+                if bytes.get(at) == Some(&b'_') {
+                    at += 1;
+                }
+            }
+            Some(b'-') => {
+                while bytes.get(at) == Some(&b'-') {
+                    at += 1;
+                }
+            }
+            Some(_) => return false,
+        }
     }
 }
 

@@ -455,6 +455,7 @@ fn generated_inputs_agree_with_the_regex_oracle() {
         .and_then(|n| n.parse().ok());
     let mut rng = Rng(seed.unwrap_or(0x5EED_1A6E));
     let (mut oks, mut errors) = (0usize, std::collections::BTreeMap::<String, usize>::new());
+    let mut common_hits = 0usize;
     for _ in 0..cases {
         let input = if rng.chance(35) {
             token_soup(&mut rng)
@@ -467,6 +468,10 @@ fn generated_inputs_agree_with_the_regex_oracle() {
             go::parse_normalized_named(&input),
             "input {input:?}"
         );
+        if let Some(common) = parse_common(&input) {
+            assert_eq!(Ok(common), parse_full(&input), "common parse of {input:?}");
+            common_hits += 1;
+        }
         match parsed {
             Ok(reference) => {
                 assert_round_trips(&reference);
@@ -486,7 +491,64 @@ fn generated_inputs_agree_with_the_regex_oracle() {
     // The generator must reach every outcome, or the comparison proves little.
     assert!(oks > cases / 10, "only {oks} Ok of {cases}");
     assert!(errors.len() >= 8, "outcomes seen: {errors:?}");
-    eprintln!("{oks} ok, {errors:?}");
+    assert!(
+        common_hits > oks / 4,
+        "the common parse answered {common_hits} of {oks} Ok"
+    );
+    eprintln!("{oks} ok ({common_hits} by the common parse), {errors:?}");
+}
+
+/// Where the one-pass parse answers, it answers exactly as the full
+/// grammar does; and it answers for the references pods usually name.
+#[test]
+fn common_parse_is_the_full_parse() {
+    for (input, _) in table() {
+        if let Some(common) = parse_common(&input) {
+            assert_eq!(Ok(common), parse_full(&input), "input {input:?}");
+        }
+    }
+    let digest = format!("sha256:{HEX64}");
+    let usual = [
+        "nginx".to_owned(),
+        "nginx:1.27".to_owned(),
+        "library/nginx:1.27-alpine".to_owned(),
+        "docker.io/nginx".to_owned(),
+        "index.docker.io/library/busybox:latest".to_owned(),
+        "team-a/api:v1.2.3-RC1".to_owned(),
+        "harbor.corp.example/team-a/api:1.4.2".to_owned(),
+        "registry.corp.example:5000/a/b/c_d__e-f--g.h:tag_1".to_owned(),
+        "localhost/x".to_owned(),
+        "localhost:5000/x:1".to_owned(),
+        "123456789012.dkr.ecr.us-west-2.amazonaws.com/app:1".to_owned(),
+        format!("ghcr.io/acme/exporter@{digest}"),
+        format!("ghcr.io/acme/exporter:1.0@{digest}"),
+        format!("busybox@{digest}"),
+    ];
+    for input in &usual {
+        let common = parse_common(input);
+        assert!(common.is_some(), "{input:?} takes the full parse");
+        assert_eq!(
+            common.ok_or(()),
+            parse_full(input).map_err(|_| ()),
+            "{input:?}"
+        );
+    }
+    // Whatever is unusual goes to the full grammar, valid or not.
+    for input in [
+        "Foo/bar",
+        "foo_bar.com/x",
+        "[::1]:5000/x",
+        "a.com/B",
+        "a.com/b:c:d",
+        "a.com/b:c/d",
+        "a.com//b",
+        "nginx@sha512:0",
+        "ünïcode/x",
+        HEX64,
+        "",
+    ] {
+        assert_eq!(parse_common(input), None, "{input:?}");
+    }
 }
 
 #[test]
