@@ -145,7 +145,7 @@ impl PolicyStore {
         *self.rejected() = None;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(m) = &self.metrics {
-            m.policy_loaded(generation, policy.rules().len());
+            m.policy_loaded(generation, policy.rules().iter().map(|rule| rule.name()));
         }
         self.current.store(Some(Arc::new(PolicySnapshot {
             policy,

@@ -4,9 +4,11 @@
 //! Label values are bounded: operation, outcome, result and rule names (a
 //! rule set is small and operator-controlled). No pod names, no images.
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -312,10 +314,38 @@ struct ResultLabels {
 /// The outcome label used for bodies that were not readable reviews.
 pub const OUTCOME_ERROR: &str = "error";
 
+/// The operation label values.
+const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "other"];
+/// The outcome label values a review is counted with (`Outcome::as_str`
+/// and [`OUTCOME_ERROR`]).
+const OUTCOMES: [&str; 5] = ["patched", "unchanged", "skipped", "reported", OUTCOME_ERROR];
+
+/// Handles of the per-rule counters for the rules of the policy in force,
+/// rebuilt when a policy is loaded. For speed: asking the family for a
+/// rule's counter allocates a `String` label and SipHashes it under a lock,
+/// per rule and review; a handle is the family's own counter (the family
+/// never drops a series), taken from it on the rule's first count, so the
+/// exposition is the same — a series appears once it was counted.
+#[derive(Default)]
+struct RuleCounters {
+    by_name: std::collections::HashMap<Box<str>, RuleSlots, foldhash::fast::RandomState>,
+}
+
+#[derive(Default)]
+struct RuleSlots {
+    injected: OnceLock<Counter>,
+    would_inject: OnceLock<Counter>,
+}
+
 /// Every series the webhook exports.
 pub struct Metrics {
     registry: Registry,
     reviews: Family<ReviewLabels, Counter>,
+    /// Handles into `reviews` by operation and outcome (indices into
+    /// [`OPERATIONS`] and [`OUTCOMES`]), taken on first use: for speed, as
+    /// for [`RuleCounters`].
+    review_counters: [[OnceLock<Counter>; OUTCOMES.len()]; OPERATIONS.len()],
+    rule_counters: ArcSwap<RuleCounters>,
     secrets_injected: Family<RuleLabels, Counter>,
     secrets_would_inject: Family<RuleLabels, Counter>,
     images_unmatched: Counter,
@@ -428,6 +458,8 @@ impl Metrics {
         Metrics {
             registry,
             reviews,
+            review_counters: Default::default(),
+            rule_counters: ArcSwap::from_pointee(RuleCounters::default()),
             secrets_injected,
             secrets_would_inject,
             images_unmatched,
@@ -445,37 +477,74 @@ impl Metrics {
     /// Counts one answered review.
     pub fn review(&self, operation: &str, outcome: &'static str, elapsed: Duration) {
         // Only the four admission operations become label values.
-        let operation = match operation {
-            "CREATE" => "CREATE",
-            "UPDATE" => "UPDATE",
-            "DELETE" => "DELETE",
-            "CONNECT" => "CONNECT",
-            _ => "other",
+        let op = match operation {
+            "CREATE" => 0,
+            "UPDATE" => 1,
+            "DELETE" => 2,
+            "CONNECT" => 3,
+            _ => 4,
         };
-        self.reviews
-            .get_or_create(&ReviewLabels { operation, outcome })
-            .inc();
+        // Indices into OUTCOMES.
+        let out = match outcome {
+            "patched" => Some(0),
+            "unchanged" => Some(1),
+            "skipped" => Some(2),
+            "reported" => Some(3),
+            OUTCOME_ERROR => Some(4),
+            _ => None,
+        };
+        match out {
+            Some(out) => self.review_counters[op][out]
+                .get_or_init(|| {
+                    self.reviews.get_or_create_owned(&ReviewLabels {
+                        operation: OPERATIONS[op],
+                        outcome: OUTCOMES[out],
+                    })
+                })
+                .inc(),
+            None => self
+                .reviews
+                .get_or_create(&ReviewLabels {
+                    operation: OPERATIONS[op],
+                    outcome,
+                })
+                .inc(),
+        };
         self.duration.observe(elapsed.as_secs_f64());
     }
 
     /// Counts what a decision did (or, reported, would have done).
     pub fn decision(&self, outcome: Outcome, rules_added: &[(&str, usize)], unmatched: usize) {
-        let family = match outcome {
-            Outcome::Patched => Some(&self.secrets_injected),
-            Outcome::Reported => Some(&self.secrets_would_inject),
-            Outcome::Unchanged | Outcome::Skipped => None,
+        let (family, slot): (_, fn(&RuleSlots) -> &OnceLock<Counter>) = match outcome {
+            Outcome::Patched => (&self.secrets_injected, |s| &s.injected),
+            Outcome::Reported => (&self.secrets_would_inject, |s| &s.would_inject),
+            Outcome::Unchanged | Outcome::Skipped => {
+                self.unmatched(unmatched);
+                return;
+            }
         };
-        if let Some(family) = family {
+        if !rules_added.is_empty() {
+            let table = self.rule_counters.load();
+            let labels = |rule: &str| RuleLabels {
+                rule: rule.to_owned(),
+            };
             for (rule, count) in rules_added {
-                family
-                    .get_or_create(&RuleLabels {
-                        rule: (*rule).to_owned(),
-                    })
-                    .inc_by(*count as u64);
+                let count = *count as u64;
+                match table.by_name.get(*rule) {
+                    Some(slots) => slot(slots)
+                        .get_or_init(|| family.get_or_create_owned(&labels(rule)))
+                        .inc_by(count),
+                    // A decision of a policy replaced meanwhile.
+                    None => family.get_or_create(&labels(rule)).inc_by(count),
+                };
             }
         }
-        if unmatched > 0 {
-            self.images_unmatched.inc_by(unmatched as u64);
+        self.unmatched(unmatched);
+    }
+
+    fn unmatched(&self, images: usize) {
+        if images > 0 {
+            self.images_unmatched.inc_by(images as u64);
         }
     }
 
@@ -485,12 +554,22 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
-    /// Records an accepted policy.
-    pub fn policy_loaded(&self, generation: u64, rules: usize) {
+    /// Records an accepted policy with these rule names (call it before the
+    /// policy answers reviews, so that their counts find their rules).
+    pub fn policy_loaded<'r>(
+        &self,
+        generation: u64,
+        rules: impl ExactSizeIterator<Item = &'r str>,
+    ) {
         self.policy_generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
         self.policy_rules
-            .set(i64::try_from(rules).unwrap_or(i64::MAX));
+            .set(i64::try_from(rules.len()).unwrap_or(i64::MAX));
+        let by_name = rules
+            .map(|name| (Box::from(name), RuleSlots::default()))
+            .collect();
+        self.rule_counters
+            .store(std::sync::Arc::new(RuleCounters { by_name }));
         self.policy_reloads
             .get_or_create(&ResultLabels { result: "loaded" })
             .inc();
@@ -556,7 +635,7 @@ mod tests {
         m.review("PATCH-ME", OUTCOME_ERROR, Duration::from_micros(10));
         m.decision(Outcome::Patched, &[("hub", 2)], 1);
         m.decision(Outcome::Reported, &[("quay", 1)], 0);
-        m.policy_loaded(3, 10);
+        m.policy_loaded(3, ["hub", "quay", "ghcr"].into_iter());
         m.policy_rejected();
         m.certificate(Some(1_900_000_000));
         let text = m.encode();
@@ -568,7 +647,7 @@ mod tests {
             "pull_secret_injector_images_unmatched_total 1",
             "pull_secret_injector_admission_review_duration_seconds_count 2",
             "pull_secret_injector_policy_generation 3",
-            "pull_secret_injector_policy_rules 10",
+            "pull_secret_injector_policy_rules 3",
             r#"pull_secret_injector_policy_reloads_total{result="rejected"} 1"#,
             "pull_secret_injector_certificate_expiry_timestamp_seconds 1900000000",
         ] {
@@ -588,6 +667,71 @@ mod tests {
         assert!(
             m.encode()
                 .contains("pull_secret_injector_in_flight_requests 0")
+        );
+    }
+
+    #[test]
+    fn every_operation_and_outcome_is_its_own_series() {
+        let m = Metrics::new();
+        let operations = ["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"];
+        for (i, operation) in operations.iter().enumerate() {
+            for (j, outcome) in OUTCOMES.iter().enumerate() {
+                for _ in 0..=(i * OUTCOMES.len() + j) {
+                    m.review(operation, outcome, Duration::from_micros(5));
+                }
+            }
+        }
+        let text = m.encode();
+        for (i, operation) in OPERATIONS.iter().enumerate() {
+            for (j, outcome) in OUTCOMES.iter().enumerate() {
+                let needle = format!(
+                    "pull_secret_injector_admission_reviews_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {}\n",
+                    i * OUTCOMES.len() + j + 1
+                );
+                assert!(text.contains(&needle), "missing {needle} in\n{text}");
+            }
+        }
+        // An outcome outside the list still gets its series.
+        m.review("CREATE", "odd", Duration::ZERO);
+        assert!(m.encode().contains(
+            r#"pull_secret_injector_admission_reviews_total{operation="CREATE",outcome="odd"} 1"#
+        ));
+    }
+
+    #[test]
+    fn rule_counts_carry_over_policy_reloads_and_unknown_rules() {
+        let m = Metrics::new();
+        let count = |m: &Metrics, series: &str| {
+            m.encode().lines().find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<u64>()
+                    .ok()
+            })
+        };
+        let hub = r#"pull_secret_injector_secrets_injected_total{rule="hub"}"#;
+        let quay = r#"pull_secret_injector_secrets_injected_total{rule="quay"}"#;
+        let hub_report = r#"pull_secret_injector_secrets_would_inject_total{rule="hub"}"#;
+        // Before any policy (no handle table), with a policy, after a
+        // reload that drops the rule, and after one that brings it back:
+        // one series, counting on.
+        m.decision(Outcome::Patched, &[("hub", 1)], 0);
+        m.policy_loaded(1, ["hub", "quay"].into_iter());
+        assert_eq!(count(&m, quay), None, "no series before its first count");
+        m.decision(Outcome::Patched, &[("hub", 2), ("quay", 1)], 0);
+        m.decision(Outcome::Patched, &[("hub", 3)], 0);
+        m.policy_loaded(2, ["quay"].into_iter());
+        m.decision(Outcome::Patched, &[("hub", 4), ("quay", 1)], 0);
+        m.policy_loaded(3, ["quay", "hub"].into_iter());
+        m.decision(Outcome::Patched, &[("hub", 5)], 0);
+        m.decision(Outcome::Reported, &[("hub", 7)], 0);
+        m.decision(Outcome::Unchanged, &[], 2);
+        assert_eq!(count(&m, hub), Some(15));
+        assert_eq!(count(&m, quay), Some(2));
+        assert_eq!(count(&m, hub_report), Some(7));
+        assert_eq!(
+            count(&m, "pull_secret_injector_images_unmatched_total"),
+            Some(2)
         );
     }
 }
