@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::json::{JsonError, Reader, first_time};
+use super::json::{self, JsonError, Reader, first_time};
 use super::pod::PodView;
 
 /// The `admission.k8s.io` versions we answer.
@@ -518,12 +518,19 @@ impl Review<'_> {
         // none). `tests` checks it against that writer byte for byte.
         let base64 = &base64::engine::general_purpose::STANDARD;
         let patch_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
-        let mut out = Vec::with_capacity(160 + self.request.uid.len() + patch_len);
+        let annotations_len = [
+            &annotations.injected_secrets,
+            &annotations.would_inject_secrets,
+        ]
+        .iter()
+        .map(|value| value.as_ref().map_or(0, |v| 32 + v.len()))
+        .sum::<usize>();
+        let mut out =
+            Vec::with_capacity(160 + self.request.uid.len() + patch_len + annotations_len);
         out.extend_from_slice(b"{\"apiVersion\":\"");
         out.extend_from_slice(self.version.as_str().as_bytes());
         out.extend_from_slice(b"\",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
-        // Writing strings and string lists into memory cannot fail.
-        let _ = serde_json::to_writer(&mut out, self.request.uid.as_ref());
+        json::write_string(&mut out, &self.request.uid);
         out.extend_from_slice(b",\"allowed\":true");
         if let Some(patch) = patch {
             out.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
@@ -537,11 +544,26 @@ impl Review<'_> {
         }
         if !warnings.is_empty() {
             out.extend_from_slice(b",\"warnings\":");
+            // Writing a string list into memory cannot fail.
             let _ = serde_json::to_writer(&mut out, warnings);
         }
         if !annotations.is_empty() {
             out.extend_from_slice(b",\"auditAnnotations\":");
-            let _ = serde_json::to_writer(&mut out, annotations);
+            let mut separator = b'{';
+            for (key, value) in [
+                ("injected-secrets", &annotations.injected_secrets),
+                ("would-inject-secrets", &annotations.would_inject_secrets),
+            ] {
+                if let Some(value) = value {
+                    out.push(separator);
+                    separator = b',';
+                    out.push(b'"');
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(b"\":");
+                    json::write_string(&mut out, value);
+                }
+            }
+            out.push(b'}');
         }
         out.extend_from_slice(b"}}");
         out

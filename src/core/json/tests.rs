@@ -195,3 +195,15 @@ fn a_field_given_twice_is_refused() {
         Err(JsonError::Duplicate("x"))
     );
 }
+
+#[test]
+fn strings_are_written_as_serde_json_writes_them() {
+    let mut texts: Vec<String> = (0u8..=0x7f).map(|b| format!("a{}z", b as char)).collect();
+    texts.extend(["", "705ab4f5-6393-11e8", "café", "\u{2028}", "😀"].map(str::to_owned));
+    for text in &texts {
+        let mut out = b"x".to_vec();
+        write_string(&mut out, text);
+        let want = format!("x{}", serde_json::to_string(text).unwrap());
+        assert_eq!(String::from_utf8_lossy(&out), want, "{text:?}");
+    }
+}

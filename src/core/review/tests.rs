@@ -269,6 +269,10 @@ fn responses_are_written_as_the_serde_writer_wrote_them() {
             injected_secrets: None,
             would_inject_secrets: Some("\"x\"".to_owned()),
         },
+        AuditAnnotations {
+            injected_secrets: Some("caf\u{e9}\u{7f},\u{2028}".to_owned()),
+            would_inject_secrets: Some(String::new()),
+        },
     ];
     for body in &bodies {
         let review = Review::decode(body).unwrap();
