@@ -142,8 +142,9 @@ async fn text_logs_escape_every_request_field() {
         line.contains(r#"namespace="team-a\r\nWARN forged namespace""#),
         "{line}"
     );
-    // Ordinary values read as before.
-    assert!(line.contains(r#"outcome="patched""#), "{line}");
+    // Ordinary values are written as they are.
+    assert!(line.contains(" outcome=patched "), "{line}");
+    assert!(line.contains(" kind=Pod operation=CREATE "), "{line}");
     assert!(line.contains("rules=corp-harbor,dockerhub,ghcr"), "{line}");
     // A second review, then: no line on the way starts with a forged level.
     let mut usual = fixture("create-generate-name.json");

@@ -355,6 +355,23 @@ fn write_json_str(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Whether every byte passes `ok`, which must pass `b'a'`. For speed: the
+/// bytes are checked 16 at a time without an early exit, which the
+/// compiler turns into a few vector instructions; a shorter text is padded
+/// with `a`, a longer one's tail is checked as its last 16 bytes.
+#[inline(always)]
+pub(crate) fn all_bytes(bytes: &[u8], ok: impl Fn(u8) -> bool) -> bool {
+    let block = |block: &[u8; 16]| block.iter().fold(true, |all, &b| all & ok(b));
+    if let Some(tail) = bytes.last_chunk::<16>() {
+        let (blocks, _) = bytes.as_chunks::<16>();
+        blocks.iter().fold(block(tail), |all, b| all & block(b))
+    } else {
+        let mut padded = [b'a'; 16];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        block(&padded)
+    }
+}
+
 /// Decimal digits of an integer, formatted on the stack.
 pub(crate) struct Digits {
     buf: [u8; 20],
@@ -470,6 +487,19 @@ mod tests {
             error = &Outer(Inner) as &(dyn std::error::Error + 'static),
             "failed"
         );
+        // The admission decision's form: the message as a field, every
+        // value a `&str` or a number.
+        tracing::info!(
+            message = "admission decision",
+            uid = "3f2a-77",
+            namespace = "",
+            pod = "x\nINFO fake: admission decision uid=evil",
+            kind = "Pod",
+            eq = "a=b",
+            para = "p\u{2029}q",
+            rules = "a,b",
+            warnings = 0_usize,
+        );
         tracing::info!("line separator \u{2028} and café");
         tracing::debug!(n = 1, "debug level");
         let span = tracing::info_span!("request", id = 7);
@@ -540,7 +570,7 @@ mod tests {
     fn text_lines_read_as_the_stock_formatter_writes_them() {
         let fast = text_lines(true);
         let stock = text_lines(false);
-        assert_eq!(fast.len(), 8, "{fast:#?}");
+        assert_eq!(fast.len(), 9, "{fast:#?}");
         assert_eq!(untimed(fast, false), untimed(stock, false));
     }
 
@@ -548,7 +578,7 @@ mod tests {
     fn json_lines_read_as_the_stock_formatter_writes_them() {
         let fast = json_lines(true);
         let stock = json_lines(false);
-        assert_eq!(fast.len(), 8, "{fast:#?}");
+        assert_eq!(fast.len(), 9, "{fast:#?}");
         for line in &fast {
             serde_json::from_str::<serde_json::Value>(line).expect(line);
         }

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::log_format::{Digits, JsonFormat, TextFormat, with_buffer};
+use super::log_format::{Digits, JsonFormat, TextFormat, all_bytes, with_buffer};
 use super::log_writer;
 use crate::core::decide::Outcome;
 
@@ -65,13 +65,15 @@ pub fn init_logging(format: LogFormat) -> log_writer::LogGuard {
 ///
 /// Field values come from requests (uid, namespace, pod name, rule and
 /// secret names, errors quoting input), so a value must never be able to
-/// end the line or forge another field. A value is written as is when it
-/// has no whitespace, quote, backslash or control character (so ordinary
-/// values read `uid=3f2a…` as before); a value that is already a quoted,
-/// escaped string (a `&str` field, a `?` field of a string) is kept; any
-/// other value is written as a quoted string with escapes
-/// (`pod="x\nINFO fake"`). The message keeps its spaces and gets only its
-/// control characters escaped. JSON lines are escaped by the JSON writer.
+/// end the line or forge another field. Every field follows one rule: a
+/// plain value — printable ASCII without space, quote or backslash — is
+/// written as is (`uid=3f2a…`, `outcome=patched`); any other value is
+/// written as a quoted string with Rust's escapes (`pod="x\nINFO fake"`,
+/// `pod="café"`, a line separator as `\u{2028}`). A `%` or `?` value whose
+/// text already is a quoted, escaped string (the `Debug` of a string) is
+/// kept as it is, so values that must read exactly are recorded as `&str`.
+/// The message keeps its spaces and gets only its control characters
+/// escaped. JSON lines are escaped by the JSON writer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TextFields;
 
@@ -137,8 +139,15 @@ impl TextVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        self.separate();
-        self.result = self.name(name);
+        if self.ansi {
+            self.separate();
+            self.result = self.name(name);
+        } else {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            self.separate();
+            self.line.push_str(name);
+            self.line.push('=');
+        }
         self.line.push_str(value);
     }
 
@@ -164,7 +173,7 @@ impl TextVisitor<'_> {
             let start = self.line.len();
             self.line.write_fmt(value)?;
             let text = &self.line[start..];
-            if !(is_plain_ascii(text) || is_plain(text) || is_quoted(text)) {
+            if !(is_plain(text) || is_quoted(text)) {
                 let text = text.to_owned();
                 self.line.truncate(start);
                 write!(self.line, "{text:?}")?;
@@ -177,21 +186,19 @@ impl TextVisitor<'_> {
 impl tracing::field::Visit for TextVisitor<'_> {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if field.name() == "message" {
-            self.field("message", format_args!("{value}"));
-        } else if value
-            .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-        {
-            // `{:?}` of printable ASCII without quotes or backslashes is the
-            // text between quotes: written without formatting it first.
-            if self.result.is_err() {
-                return;
+            if value.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+                // For speed, the usual message as is, without `core::fmt`.
+                if self.result.is_ok() {
+                    self.separate();
+                    self.line.push_str(value);
+                }
+            } else {
+                self.field("message", format_args!("{value}"));
             }
-            self.separate();
-            self.result = self.name(field.name());
-            self.line.push('"');
-            self.line.push_str(value);
-            self.line.push('"');
+        } else if is_plain(value) {
+            // The usual value, copied without `core::fmt` (for speed: a
+            // review's uid, names and outcome are recorded as `&str`).
+            self.plain_field(field.name(), value);
         } else {
             self.field(field.name(), format_args!("{value:?}"));
         }
@@ -231,17 +238,16 @@ impl tracing::field::Visit for TextVisitor<'_> {
     }
 }
 
-/// [`is_plain`] for printable ASCII, checked bytewise (the usual value);
-/// `false` sends anything else to the full check.
-fn is_plain_ascii(text: &str) -> bool {
-    text.bytes()
-        .all(|b| (b'!'..=b'~').contains(&b) && b != b'"' && b != b'\\')
-}
-
-/// Safe to write unquoted: cannot end the line or start another field.
+/// Safe and unambiguous to write unquoted: printable ASCII without space,
+/// quote or backslash cannot end the line, start another field or pass
+/// for a quoted string. Any non-ASCII text is quoted, so that line
+/// separators, bidirectional overrides and invisible characters are shown
+/// escaped. `=` is plain: a value runs to the next space.
+#[inline]
 fn is_plain(text: &str) -> bool {
-    text.chars()
-        .all(|c| !(c.is_whitespace() || c.is_control() || c == '"' || c == '\\'))
+    all_bytes(text.as_bytes(), |b| {
+        (b.wrapping_sub(b'!') < 94) & (b != b'"') & (b != b'\\')
+    })
 }
 
 /// A complete double-quoted string whose inner quotes are escaped and that
@@ -279,20 +285,34 @@ fn write_escaped_controls(out: &mut impl std::fmt::Write, text: &str) -> std::fm
     out.write_str(rest)
 }
 
-/// Names as one comma-separated log field (`corp-harbor,dockerhub`), which
-/// reads the same in text and JSON logs; written without allocating.
-pub struct Joined<'a>(pub &'a [&'a str]);
+thread_local! {
+    /// The name lists of the line being logged (see [`with_joined`]).
+    static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
 
-impl std::fmt::Display for Joined<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, name) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
+/// Calls `f` with each list of names joined by commas
+/// (`corp-harbor,dockerhub`, which reads the same in text and JSON logs),
+/// written into one of this thread's reusable buffers. For speed: a log
+/// line then records each list as a plain `&str`, neither formatted
+/// through `core::fmt` nor allocated.
+pub fn with_joined<const N: usize, R>(lists: [&[&str]; N], f: impl FnOnce([&str; N]) -> R) -> R {
+    with_buffer(&JOINED, |text| {
+        let mut ends = [0; N];
+        for (list, end) in lists.iter().zip(&mut ends) {
+            for (i, name) in list.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(name);
             }
-            f.write_str(name)?;
+            *end = text.len();
         }
-        Ok(())
-    }
+        let text = &*text;
+        f(std::array::from_fn(|i| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            &text[start..ends[i]]
+        }))
+    })
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -622,6 +642,8 @@ impl Drop for InFlight<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]
@@ -732,6 +754,152 @@ mod tests {
         assert_eq!(
             count(&m, "pull_secret_injector_images_unmatched_total"),
             Some(2)
+        );
+    }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The message and fields of the one text line `emit` logs, as the
+    /// text format writes them.
+    fn text_fields(emit: impl FnOnce()) -> String {
+        let sink = Sink::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer({
+                let sink = sink.clone();
+                move || sink.clone()
+            })
+            .fmt_fields(TextFields)
+            .event_format(TextFormat::default())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let line = text.strip_suffix('\n').expect("one line");
+        assert!(!line.contains('\n'), "one line: {line:?}");
+        line.split_once(": ").expect("a target").1.to_owned()
+    }
+
+    #[test]
+    fn a_value_is_written_as_is_only_when_plain_and_quoted_otherwise() {
+        let long = "b1f0c3a2-6a55-4d1e-9f43-2f8e2e7c9a10-and-more";
+        for (value, written) in [
+            ("3f2a-77", "3f2a-77"),
+            ("team-a", "team-a"),
+            (long, long),
+            // A value runs to the next space, so `=` cannot start a field.
+            ("a=b", "a=b"),
+            ("x=y z=w", r#""x=y z=w""#),
+            ("", ""),
+            (
+                "x\nINFO fake: admission decision uid=evil",
+                r#""x\nINFO fake: admission decision uid=evil""#,
+            ),
+            ("team-a\r\nWARN forged", r#""team-a\r\nWARN forged""#),
+            ("two words", r#""two words""#),
+            ("say \"hi\"", r#""say \"hi\"""#),
+            ("\"quoted\"", r#""\"quoted\"""#),
+            (r"back\slash", r#""back\\slash""#),
+            ("tab\tend", r#""tab\tend""#),
+            ("bell\u{7}del\u{7f}", r#""bell\u{7}del\u{7f}""#),
+            // Not ASCII: quoted, printable text kept, invisible and
+            // line-breaking characters escaped.
+            ("café", r#""café""#),
+            ("line\u{2028}separator", r#""line\u{2028}separator""#),
+            (
+                "paragraph\u{2029}separator",
+                r#""paragraph\u{2029}separator""#,
+            ),
+            ("next\u{85}line", r#""next\u{85}line""#),
+            ("no\u{a0}break", r#""no\u{a0}break""#),
+            ("right\u{202e}left", r#""right\u{202e}left""#),
+            ("zero\u{200b}width", r#""zero\u{200b}width""#),
+        ] {
+            let expected = format!("m value={written}");
+            assert_eq!(text_fields(|| tracing::info!(value, "m")), expected);
+            // A `%` value reads the same as a `&str`, unless its text is
+            // a quoted string already (kept as such).
+            if !(value.starts_with('"') && value.ends_with('"')) {
+                assert_eq!(
+                    text_fields(|| tracing::info!(value = %value, "m")),
+                    expected
+                );
+            }
+            // So does a `?` value, already a quoted string unless plain.
+            let debug = format!("{value:?}");
+            if written.starts_with('"') || value.is_empty() {
+                assert_eq!(
+                    text_fields(|| tracing::info!(value = ?value, "m")),
+                    format!("m value={debug}")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_value_keeps_a_raw_line_break_space_or_control_character() {
+        let breaking = (0..=0x10_ffff_u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace() || c.is_control());
+        for c in breaking {
+            let value = format!("a{c}b");
+            let fields = text_fields(|| tracing::info!(value = value.as_str(), "m"));
+            let quoted = fields
+                .strip_prefix("m value=\"")
+                .and_then(|v| v.strip_suffix('"'));
+            assert!(quoted.is_some(), "{c:?} not quoted: {fields:?}");
+            assert!(
+                fields
+                    .chars()
+                    .all(|d| d == ' ' || !(d.is_whitespace() || d.is_control())),
+                "{c:?} written raw: {fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_plain_check_is_exact_at_every_length_and_position() {
+        let plain = |t: &str| {
+            t.bytes()
+                .all(|b| (b'!'..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        };
+        for len in 0..50 {
+            let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(is_plain(std::str::from_utf8(&base).unwrap()), "{len}");
+            for at in 0..len {
+                for b in 0..=0x7f_u8 {
+                    let mut bytes = base.clone();
+                    bytes[at] = b;
+                    let text = std::str::from_utf8(&bytes).unwrap();
+                    assert_eq!(is_plain(text), plain(text), "{text:?}");
+                }
+                let mut text = String::from_utf8(base.clone()).unwrap();
+                text.replace_range(at..=at, "é");
+                assert!(!is_plain(&text), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn joined_lists_are_comma_separated_and_independent() {
+        let (a, b, c) = with_joined(
+            [&["corp-harbor", "dockerhub"][..], &[], &["ghcr"]],
+            |[a, b, c]| (a.to_owned(), b.to_owned(), c.to_owned()),
+        );
+        assert_eq!(
+            (a.as_str(), b.as_str(), c.as_str()),
+            ("corp-harbor,dockerhub", "", "ghcr")
         );
     }
 }
