@@ -391,7 +391,30 @@ impl Digits {
     }
 
     /// `value` in decimal, as `{}` writes it.
-    pub(crate) fn u64(&mut self, mut value: u64) -> &str {
+    pub(crate) fn u64(&mut self, value: u64) -> &str {
+        // For speed, the usual small count without a UTF-8 check.
+        const ONE_DIGIT: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        if let Some(digit) = usize::try_from(value).ok().and_then(|v| ONE_DIGIT.get(v)) {
+            return digit;
+        }
+        let at = self.write(value);
+        std::str::from_utf8(&self.buf[at..]).unwrap_or_default()
+    }
+
+    /// `value` in decimal, as `{}` writes it (a 20-byte buffer holds
+    /// `-9223372036854775808`).
+    pub(crate) fn i64(&mut self, value: i64) -> &str {
+        let mut at = self.write(value.unsigned_abs());
+        if value < 0 {
+            at -= 1;
+            self.buf[at] = b'-';
+        }
+        std::str::from_utf8(&self.buf[at..]).unwrap_or_default()
+    }
+
+    /// Writes the digits of `value` at the end of the buffer; returns
+    /// where they start (at least 1: 20 digits at most).
+    fn write(&mut self, mut value: u64) -> usize {
         let mut at = self.buf.len();
         loop {
             at -= 1;
@@ -399,23 +422,9 @@ impl Digits {
             self.buf[at] = b'0' + (value % 10) as u8;
             value /= 10;
             if value == 0 {
-                break;
+                return at;
             }
         }
-        std::str::from_utf8(&self.buf[at..]).unwrap_or_default()
-    }
-
-    /// `value` in decimal, as `{}` writes it (a 20-byte buffer holds
-    /// `-9223372036854775808`).
-    pub(crate) fn i64(&mut self, value: i64) -> &str {
-        let magnitude = value.unsigned_abs();
-        let len = self.u64(magnitude).len();
-        let mut at = self.buf.len() - len;
-        if value < 0 {
-            at -= 1;
-            self.buf[at] = b'-';
-        }
-        std::str::from_utf8(&self.buf[at..]).unwrap_or_default()
     }
 }
 
@@ -657,6 +666,16 @@ mod tests {
             let mut ours = String::new();
             write_json_str(&mut ours, text);
             assert_eq!(ours, serde_json::to_string(text).unwrap());
+        }
+    }
+
+    #[test]
+    fn digits_read_as_display_writes_them() {
+        for v in [0, 1, 9, 10, 42, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(Digits::new().u64(v), v.to_string());
+        }
+        for v in [0, 1, -1, 9, -9, 10, -10, -42, i64::MAX, i64::MIN] {
+            assert_eq!(Digits::new().i64(v), v.to_string());
         }
     }
 

@@ -186,7 +186,7 @@ impl TextVisitor<'_> {
 impl tracing::field::Visit for TextVisitor<'_> {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if field.name() == "message" {
-            if value.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+            if all_bytes(value.as_bytes(), |b| (0x20..0x7f).contains(&b)) {
                 // For speed, the usual message as is, without `core::fmt`.
                 if self.result.is_ok() {
                     self.separate();
