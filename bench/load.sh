@@ -42,7 +42,11 @@
 #   5. Prints one table: throughput, p50/p99/p99.9, the real server's handler
 #      time (from its /metrics histogram), the server's CPU use and CPU time
 #      per review, CPU stolen from each core by the hypervisor (steal), the
-#      server's RSS (peak sampled VmRSS and VmHWM), and the real/baseline
+#      server's RSS (the step's peak and the lifetime peak, VmHWM: the
+#      kernel's own high-water mark, reset before each step through
+#      /proc/PID/clear_refs — polling VmRSS instead would spawn processes
+#      on the measured core and slow the server it measures, unevenly:
+#      the webhook lost 13% and the floor 8% in one test), and the real/baseline
 #      ratios at maximum, with the issue's targets marked.
 #
 # Usage:
@@ -244,24 +248,26 @@ scrape() {
         "http://127.0.0.1:$METRICS_PORT/metrics" >"$1" || true
 }
 
+# The server's peak RSS since the last reset_peak (VmHWM), in kB.
+peak_rss() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# Restarts the kernel's peak-RSS count of process $1 from its current RSS
+# ("5" in clear_refs, Linux 4.0+); the lifetime peak is kept separately.
+reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+declare -A LIFETIME_PEAK=()
+
 # measure NAME PID STEP CLIENT-COMMAND... — runs one client (its stdout goes
 # to $OUT/NAME-STEP.json) with the server's CPU time, the server core's busy
-# time, both cores' steal time and the peak VmRSS recorded next to it.
+# time, both cores' steal time and the step's peak RSS recorded next to it.
+# Nothing runs on the side while the client does.
 measure() {
     local name="$1" pid="$2" step="$3"
     shift 3
     local file="$OUT/$name-$step"
-    local cpu0 core0 steal0 steal1 sampler
-    (
-        peak=0
-        while kill -0 "$pid" 2>/dev/null; do
-            rss="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
-            ((rss > peak)) && peak="$rss" && echo "$peak" >"$file.rss"
-            sleep 0.1
-        done
-    ) &
-    sampler=$!
+    local cpu0 core0 steal0 steal1 before
     [[ $name == real ]] && scrape "$file.metrics0"
+    before="$(peak_rss "$pid")"
+    if ((before > ${LIFETIME_PEAK[$pid]:-0})); then LIFETIME_PEAK[$pid]=$before; fi
+    reset_peak "$pid"
     cpu0="$(cpu_ticks "$pid")"
     core0="$(core_ticks "$SERVER_CPU")"
     steal0="$(steal_ticks "$SERVER_CPU") $(steal_ticks "$CLIENT_CPU")"
@@ -274,15 +280,14 @@ measure() {
     cpu1="$(cpu_ticks "$pid")"
     core1="$(core_ticks "$SERVER_CPU")"
     steal1="$(steal_ticks "$SERVER_CPU") $(steal_ticks "$CLIENT_CPU")"
+    local peak
+    peak="$(peak_rss "$pid")"
+    if ((peak > ${LIFETIME_PEAK[$pid]:-0})); then LIFETIME_PEAK[$pid]=$peak; fi
     [[ $name == real ]] && scrape "$file.metrics1"
-    kill "$sampler" 2>/dev/null || true
-    wait "$sampler" 2>/dev/null || true
-    local hwm
-    hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")"
     printf '{"server":"%s","step":"%s","wall":%s,"cpu_ticks":%d,"core":"%s %s","steal":"%s %s","clk_tck":%d,"rss_peak_kb":%d,"hwm_kb":%d}\n' \
         "$name" "$step" "$(python3 -c "print(round($t1 - $t0, 3))")" \
         $((cpu1 - cpu0)) "$core0" "$core1" "$steal0" "$steal1" "$CLK_TCK" \
-        "$(cat "$file.rss" 2>/dev/null || echo 0)" "$hwm" >"$file.meta"
+        "$peak" "${LIFETIME_PEAK[$pid]}" >"$file.meta"
 }
 
 # oha NAME PID PORT STEP OHA-ARGS... — one oha run.
