@@ -429,7 +429,7 @@ impl Digits {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::sync::{Arc, Mutex};
@@ -437,9 +437,9 @@ mod tests {
     use super::*;
     use crate::runtime::telemetry::TextFields;
 
-    /// Collects what a subscriber writes.
+    /// Collects what a subscriber writes (also for `telemetry`'s tests).
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Sink(pub(crate) Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

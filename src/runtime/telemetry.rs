@@ -757,19 +757,7 @@ mod tests {
         );
     }
 
-    /// Collects what a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::runtime::log_format::tests::Sink;
 
     /// The message and fields of the one text line `emit` logs, as the
     /// text format writes them.
