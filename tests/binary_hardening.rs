@@ -191,6 +191,40 @@ async fn debug_logs_redact_secrets_in_reviews() {
     served.stop();
 }
 
+/// The README's way to keep every log line but the per-review one: a
+/// `RUST_LOG` directive for the handler's target. The review is answered,
+/// other info lines still come, and no `admission decision` line is
+/// written, not even when the log is flushed at exit.
+#[tokio::test]
+async fn rust_log_can_drop_only_the_per_review_line() {
+    let mut served = Served::start("info,pull_secret_injector::webhook::http=warn", "", &[]);
+    let mut client = ApiServerClient::connect(served.listen, &served.ca, &[b"http/1.1"]).await;
+    let answer = client.review(fixture("create-generate-name.json")).await;
+    assert_eq!(answer.response["response"]["allowed"], true);
+    assert!(answer.response["response"]["patch"].is_string(), "patched");
+    let _ = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status();
+    // Every line up to the end of stderr (the reader thread then hangs up).
+    while let Ok(line) = served.lines.recv_timeout(Duration::from_secs(20)) {
+        served.seen.push(line);
+    }
+    let _ = served.child.wait();
+    assert!(
+        served
+            .seen
+            .iter()
+            .any(|l| l.contains(" INFO ") && l.contains(": stopped")),
+        "info lines still come: {:#?}",
+        served.seen
+    );
+    assert!(
+        !served.seen.iter().any(|l| l.contains("admission decision")),
+        "{:#?}",
+        served.seen
+    );
+}
+
 /// Defect 3: with a low file-descriptor limit, the connection caps are
 /// lowered to fit it, and a flood of idle connections to the metrics port
 /// leaves `/readyz` and `/mutate` answering.
