@@ -9,10 +9,6 @@
 //! output, no JSON tree; each secret name is written as a JSON string by
 //! serde_json.
 
-use std::fmt::Write as _;
-
-use serde_json::Value;
-
 use super::json;
 
 /// Writes the JSON Patch that adds `missing` to a pod whose
@@ -31,7 +27,7 @@ pub fn patch(missing: &[&str], field_present: bool) -> Option<String> {
                 out.push(',');
             }
             out.push_str(r#"{"op":"add","path":"/spec/imagePullSecrets/-","value":{"name":"#);
-            push_json_string(&mut out, name);
+            json::push_string(&mut out, name);
             out.push_str("}}");
         }
     } else {
@@ -41,28 +37,13 @@ pub fn patch(missing: &[&str], field_present: bool) -> Option<String> {
                 out.push(',');
             }
             out.push_str(r#"{"name":"#);
-            push_json_string(&mut out, name);
+            json::push_string(&mut out, name);
             out.push('}');
         }
         out.push_str("]}");
     }
     out.push(']');
     Some(out)
-}
-
-/// Appends `s` as a JSON string literal: a plain string (validated
-/// secret names are) copied between quotes, anything else escaped by
-/// serde_json, so the document stays valid whatever a name holds (see
-/// [`json::write_string`], the same for bytes).
-fn push_json_string(out: &mut String, s: &str) {
-    if json::is_plain_string(s) {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{}", Value::String(s.to_owned()));
-    }
 }
 
 #[cfg(test)]
@@ -140,7 +121,7 @@ mod tests {
         names.extend(["", "pull-secret.corp", "é", "\u{2028}"].map(str::to_owned));
         for name in &names {
             let mut out = String::new();
-            push_json_string(&mut out, name);
+            json::push_string(&mut out, name);
             assert_eq!(
                 out,
                 serde_json::to_string(name).expect("writes"),

@@ -15,6 +15,8 @@ use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{Event, Level, Subscriber};
+
+use crate::core::json;
 use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::fmt::format::{self, Format, Full, Json, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime as StockTimer};
@@ -127,7 +129,7 @@ where
             event.record(&mut visitor);
             visitor.result?;
             line.push_str(",\"target\":");
-            write_json_str(line, meta.target());
+            json::push_string(line, meta.target());
             line.push_str("}\n");
             writer.write_str(line)
         })
@@ -272,7 +274,7 @@ impl JsonVisitor<'_> {
     /// `,"name":` before a value.
     fn name(&mut self, name: &str) {
         self.line.push(',');
-        write_json_str(self.line, name);
+        json::push_string(self.line, name);
         self.line.push(':');
     }
 }
@@ -280,7 +282,7 @@ impl JsonVisitor<'_> {
 impl tracing::field::Visit for JsonVisitor<'_> {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.name(field.name());
-        write_json_str(self.line, value);
+        json::push_string(self.line, value);
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
@@ -314,69 +316,9 @@ impl tracing::field::Visit for JsonVisitor<'_> {
         self.name(field.name());
         self.result = with_buffer(&SCRATCH, |text| {
             write!(text, "{value:?}")?;
-            write_json_str(self.line, text);
+            json::push_string(self.line, text);
             Ok(())
         });
-    }
-}
-
-/// A JSON string with serde_json's escapes: `\"`, `\\`, `\b`, `\f`, `\n`,
-/// `\r`, `\t`, and `\u00XX` (lower-case hex) for the other control
-/// characters below U+0020; everything else as is.
-fn write_json_str(out: &mut String, text: &str) {
-    out.push('"');
-    // For speed, the usual text, with nothing to escape, in one copy.
-    if all_bytes(text.as_bytes(), |b| {
-        (b >= 0x20) & (b != b'"') & (b != b'\\')
-    }) {
-        out.push_str(text);
-        out.push('"');
-        return;
-    }
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (at, &b) in bytes.iter().enumerate() {
-        let escape: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\x08' => "\\b",
-            b'\x0c' => "\\f",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Escaped bytes are ASCII, so `at` is a character boundary.
-        out.push_str(&text[start..at]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escape);
-        }
-        start = at + 1;
-    }
-    out.push_str(&text[start..]);
-    out.push('"');
-}
-
-/// Whether every byte passes `ok`, which must pass `b'a'`. For speed: the
-/// bytes are checked 16 at a time without an early exit, which the
-/// compiler turns into a few vector instructions; a shorter text is padded
-/// with `a`, a longer one's tail is checked as its last 16 bytes.
-#[inline(always)]
-pub(crate) fn all_bytes(bytes: &[u8], ok: impl Fn(u8) -> bool) -> bool {
-    let block = |block: &[u8; 16]| block.iter().fold(true, |all, &b| all & ok(b));
-    if let Some(tail) = bytes.last_chunk::<16>() {
-        let (blocks, _) = bytes.as_chunks::<16>();
-        blocks.iter().fold(block(tail), |all, b| all & block(b))
-    } else {
-        let mut padded = [b'a'; 16];
-        padded[..bytes.len()].copy_from_slice(bytes);
-        block(&padded)
     }
 }
 
@@ -664,7 +606,7 @@ pub(crate) mod tests {
             "café ☕ \u{2028}\u{85}\u{7f}",
         ] {
             let mut ours = String::new();
-            write_json_str(&mut ours, text);
+            json::push_string(&mut ours, text);
             assert_eq!(ours, serde_json::to_string(text).unwrap());
         }
     }
@@ -691,7 +633,7 @@ pub(crate) mod tests {
                     bytes[at] = b;
                     let text = std::str::from_utf8(&bytes).unwrap();
                     let mut ours = String::new();
-                    write_json_str(&mut ours, text);
+                    json::push_string(&mut ours, text);
                     assert_eq!(ours, serde_json::to_string(text).unwrap());
                 }
             }

@@ -16,9 +16,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::log_format::{Digits, JsonFormat, TextFormat, all_bytes, with_buffer};
+use super::log_format::{Digits, JsonFormat, TextFormat, with_buffer};
 use super::log_writer;
 use crate::core::decide::Outcome;
+use crate::core::json::all_bytes;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -497,22 +498,14 @@ impl Metrics {
     /// Counts one answered review.
     pub fn review(&self, operation: &str, outcome: &'static str, elapsed: Duration) {
         // Only the four admission operations become label values.
-        let op = match operation {
-            "CREATE" => 0,
-            "UPDATE" => 1,
-            "DELETE" => 2,
-            "CONNECT" => 3,
-            _ => 4,
-        };
-        // Indices into OUTCOMES.
-        let out = match outcome {
-            "patched" => Some(0),
-            "unchanged" => Some(1),
-            "skipped" => Some(2),
-            "reported" => Some(3),
-            OUTCOME_ERROR => Some(4),
-            _ => None,
-        };
+        // Indices into OPERATIONS (the last, `other`, for anything else)
+        // and OUTCOMES.
+        let last = OPERATIONS.len() - 1;
+        let op = OPERATIONS[..last]
+            .iter()
+            .position(|o| *o == operation)
+            .unwrap_or(last);
+        let out = OUTCOMES.iter().position(|o| *o == outcome);
         match out {
             Some(out) => self.review_counters[op][out]
                 .get_or_init(|| {
