@@ -1,6 +1,7 @@
-//! The event formatters of the two log formats: the same lines as
+//! The formatters of the two log formats: the same lines as
 //! `tracing-subscriber`'s `Full` text format and flattened JSON format,
-//! written with less work per line.
+//! written with less work per line, and the text format's field
+//! formatter, safe against log injection ([`TextFields`]).
 //!
 //! Every admission review logs one line, so the formatter is on the hot
 //! path: the stock formatters rebuild the calendar date for every line and
@@ -9,6 +10,10 @@
 //! crate record — directly, with the timestamp's date and time of day
 //! cached per second; any other line is handed to the stock formatter, so
 //! every line reads exactly as before.
+//!
+//! [`write_line`] writes such a line from plain values, with the same
+//! field writers, for `telemetry::write_info_line`: the per-review line
+//! without `tracing`'s per-event work.
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
@@ -16,12 +21,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{Event, Level, Subscriber};
 
-use crate::core::json;
+use crate::core::json::{self, all_bytes};
 use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::fmt::format::{self, Format, Full, Json, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime as StockTimer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// The text format: `2026-01-02T03:04:05.678901Z  INFO target: message
 /// field=value …`, fields written by the subscriber's field formatter.
@@ -48,27 +62,31 @@ where
             return self.stock.format_event(ctx, writer, event);
         }
         let meta = event.metadata();
-        match timestamp() {
-            Some(stamp) => {
-                // `<timestamp> <level> ` in one write.
-                let mut head = [b' '; STAMP_LEN + 7];
-                head[..STAMP_LEN].copy_from_slice(&stamp);
-                head[STAMP_LEN + 1..STAMP_LEN + 6]
-                    .copy_from_slice(level_padded(meta.level()).as_bytes());
-                writer.write_str(std::str::from_utf8(&head).map_err(|_| fmt::Error)?)?;
-            }
-            None => {
-                StockTimer.format_time(&mut writer)?;
-                writer.write_char(' ')?;
-                writer.write_str(level_padded(meta.level()))?;
-                writer.write_char(' ')?;
-            }
-        }
-        writer.write_str(meta.target())?;
-        writer.write_str(": ")?;
+        text_head(&mut writer, meta.level(), meta.target())?;
         ctx.format_fields(writer.by_ref(), event)?;
         writer.write_char('\n')
     }
+}
+
+/// `<timestamp> <level> <target>: `, the start of a text line.
+fn text_head(out: &mut impl fmt::Write, level: &Level, target: &str) -> fmt::Result {
+    match timestamp() {
+        Some(stamp) => {
+            // `<timestamp> <level> ` in one write.
+            let mut head = [b' '; STAMP_LEN + 7];
+            head[..STAMP_LEN].copy_from_slice(&stamp);
+            head[STAMP_LEN + 1..STAMP_LEN + 6].copy_from_slice(level_padded(level).as_bytes());
+            out.write_str(std::str::from_utf8(&head).map_err(|_| fmt::Error)?)?;
+        }
+        None => {
+            StockTimer.format_time(&mut Writer::new(out))?;
+            out.write_char(' ')?;
+            out.write_str(level_padded(level))?;
+            out.write_char(' ')?;
+        }
+    }
+    out.write_str(target)?;
+    out.write_str(": ")
 }
 
 /// The JSON format: one object per line, the event's fields flattened
@@ -114,25 +132,124 @@ where
         }
         let meta = event.metadata();
         with_buffer(&JSON_LINE, |line| {
-            line.push_str("{\"timestamp\":\"");
-            match timestamp() {
-                Some(stamp) => line.push_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?),
-                None => StockTimer.format_time(&mut Writer::new(line))?,
-            }
-            line.push_str("\",\"level\":\"");
-            line.push_str(meta.level().as_str());
-            line.push('"');
-            let mut visitor = JsonVisitor {
-                line: &mut *line,
-                result: Ok(()),
-            };
-            event.record(&mut visitor);
-            visitor.result?;
-            line.push_str(",\"target\":");
-            json::push_string(line, meta.target());
-            line.push_str("}\n");
+            json_line(line, meta.level(), meta.target(), |visitor| {
+                event.record(visitor);
+            })?;
             writer.write_str(line)
         })
+    }
+}
+
+/// A whole JSON line, its fields written by `record`.
+fn json_line(
+    line: &mut String,
+    level: &Level,
+    target: &str,
+    record: impl FnOnce(&mut JsonVisitor<'_>),
+) -> fmt::Result {
+    line.push_str("{\"timestamp\":\"");
+    match timestamp() {
+        Some(stamp) => line.push_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?),
+        None => StockTimer.format_time(&mut Writer::new(line))?,
+    }
+    line.push_str("\",\"level\":\"");
+    line.push_str(level.as_str());
+    line.push('"');
+    let mut visitor = JsonVisitor {
+        line: &mut *line,
+        result: Ok(()),
+    };
+    record(&mut visitor);
+    visitor.result?;
+    line.push_str(",\"target\":");
+    json::push_string(line, target);
+    line.push_str("}\n");
+    Ok(())
+}
+
+/// A field value of a line written by [`write_line`]: what the request
+/// path records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Str(&'a str),
+    U64(u64),
+    Bool(bool),
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(value: &'a str) -> Self {
+        Value::Str(value)
+    }
+}
+
+impl From<u64> for Value<'_> {
+    fn from(value: u64) -> Self {
+        Value::U64(value)
+    }
+}
+
+impl From<usize> for Value<'_> {
+    fn from(value: usize) -> Self {
+        // `tracing` records a `usize` as a `u64` too.
+        Value::U64(value as u64)
+    }
+}
+
+impl From<bool> for Value<'_> {
+    fn from(value: bool) -> Self {
+        Value::Bool(value)
+    }
+}
+
+/// Writes into `line` the line, without ANSI colours, that the subscriber
+/// `telemetry::init_logging` sets up writes for an event at `level` from
+/// `target` with these fields, `message` first (as the message field of a
+/// `tracing` macro): the same bytes, through the same field writers, with
+/// none of `tracing`'s per-event work (see `telemetry::info_line!`).
+pub fn write_line(
+    line: &mut String,
+    format: LogFormat,
+    level: &Level,
+    target: &str,
+    message: &str,
+    fields: &[(&str, Value<'_>)],
+) -> fmt::Result {
+    match format {
+        LogFormat::Text => {
+            text_head(line, level, target)?;
+            let mut visitor = TextVisitor {
+                line: &mut *line,
+                ansi: false,
+                first: true,
+                result: Ok(()),
+            };
+            record_values(&mut visitor, message, fields);
+            visitor.result?;
+            line.push('\n');
+            Ok(())
+        }
+        LogFormat::Json => json_line(line, level, target, |visitor| {
+            record_values(visitor, message, fields);
+        }),
+    }
+}
+
+/// The value writers of both formats' visitors, which their `Visit`
+/// implementations and [`write_line`] share.
+trait WriteValue {
+    fn str_value(&mut self, name: &str, value: &str);
+    fn u64_value(&mut self, name: &str, value: u64);
+    fn bool_value(&mut self, name: &str, value: bool);
+}
+
+fn record_values(visitor: &mut impl WriteValue, message: &str, fields: &[(&str, Value<'_>)]) {
+    visitor.str_value("message", message);
+    for &(name, value) in fields {
+        match value {
+            Value::Str(text) => visitor.str_value(name, text),
+            Value::U64(number) => visitor.u64_value(name, number),
+            Value::Bool(flag) => visitor.bool_value(name, flag),
+        }
     }
 }
 
@@ -279,15 +396,30 @@ impl JsonVisitor<'_> {
     }
 }
 
-impl tracing::field::Visit for JsonVisitor<'_> {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.name(field.name());
+impl WriteValue for JsonVisitor<'_> {
+    fn str_value(&mut self, name: &str, value: &str) {
+        self.name(name);
         json::push_string(self.line, value);
     }
 
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.name(field.name());
+    fn u64_value(&mut self, name: &str, value: u64) {
+        self.name(name);
         self.line.push_str(Digits::new().u64(value));
+    }
+
+    fn bool_value(&mut self, name: &str, value: bool) {
+        self.name(name);
+        self.line.push_str(if value { "true" } else { "false" });
+    }
+}
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.str_value(field.name(), value);
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.u64_value(field.name(), value);
     }
 
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
@@ -296,8 +428,7 @@ impl tracing::field::Visit for JsonVisitor<'_> {
     }
 
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.name(field.name());
-        self.line.push_str(if value { "true" } else { "false" });
+        self.bool_value(field.name(), value);
     }
 
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
@@ -320,6 +451,245 @@ impl tracing::field::Visit for JsonVisitor<'_> {
             Ok(())
         });
     }
+}
+
+/// Field formatting of the text log format, safe against log injection.
+///
+/// Field values come from requests (uid, namespace, pod name, rule and
+/// secret names, errors quoting input), so a value must never be able to
+/// end the line or forge another field. Every field follows one rule: a
+/// plain value — printable ASCII without space, quote or backslash — is
+/// written as is (`uid=3f2a…`, `outcome=patched`); any other value is
+/// written as a quoted string with Rust's escapes (`pod="x\nINFO fake"`,
+/// `pod="café"`, a line separator as `\u{2028}`). A `%` or `?` value whose
+/// text already is a quoted, escaped string (the `Debug` of a string) is
+/// kept as it is, so values that must read exactly are recorded as `&str`.
+/// The message keeps its spaces and gets only its control characters
+/// escaped. JSON lines are escaped by the JSON writer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let ansi = writer.has_ansi_escapes();
+        with_buffer(&LINE, |line| {
+            let mut visitor = TextVisitor {
+                line: &mut *line,
+                ansi,
+                first: true,
+                result: Ok(()),
+            };
+            fields.record(&mut visitor);
+            visitor.result.and_then(|()| writer.write_str(line))
+        })
+    }
+}
+
+/// The fields of a line are written into a buffer (one write to the
+/// subscriber's writer per line instead of several per field).
+struct TextVisitor<'l> {
+    line: &'l mut String,
+    ansi: bool,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+thread_local! {
+    /// The fields of the line being formatted, reused so that formatting a
+    /// log line does not allocate.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl TextVisitor<'_> {
+    fn separate(&mut self) {
+        if self.first {
+            self.first = false;
+        } else {
+            self.line.push(' ');
+        }
+    }
+
+    fn name(&mut self, name: &str) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        if self.ansi {
+            write!(self.line, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")
+        } else {
+            self.line.push_str(name);
+            self.line.push('=');
+            Ok(())
+        }
+    }
+
+    /// A value that needs no formatting, quoting or escaping (numbers,
+    /// booleans, plain strings), written as is.
+    fn plain_field(&mut self, name: &str, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        if self.ansi {
+            self.separate();
+            self.result = self.name(name);
+        } else {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            self.separate();
+            self.line.push_str(name);
+            self.line.push('=');
+        }
+        self.line.push_str(value);
+    }
+
+    fn field(&mut self, name: &str, value: std::fmt::Arguments<'_>) {
+        use std::fmt::Write as _;
+        if self.result.is_err() {
+            return;
+        }
+        self.separate();
+        self.result = (|| {
+            if name == "message" {
+                let start = self.line.len();
+                self.line.write_fmt(value)?;
+                let text = &self.line[start..];
+                if !text.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+                    let text = text.to_owned();
+                    self.line.truncate(start);
+                    write_escaped_controls(self.line, &text)?;
+                }
+                return Ok(());
+            }
+            self.name(name)?;
+            let start = self.line.len();
+            self.line.write_fmt(value)?;
+            let text = &self.line[start..];
+            if !(is_plain(text) || is_quoted(text)) {
+                let text = text.to_owned();
+                self.line.truncate(start);
+                write!(self.line, "{text:?}")?;
+            }
+            Ok(())
+        })();
+    }
+}
+
+impl WriteValue for TextVisitor<'_> {
+    /// A `&str` value (`message` is the message: written without a name).
+    fn str_value(&mut self, name: &str, value: &str) {
+        if name == "message" {
+            if all_bytes(value.as_bytes(), |b| (0x20..0x7f).contains(&b)) {
+                // For speed, the usual message as is, without `core::fmt`.
+                if self.result.is_ok() {
+                    self.separate();
+                    self.line.push_str(value);
+                }
+            } else {
+                self.field("message", format_args!("{value}"));
+            }
+        } else if is_plain(value) {
+            // The usual value, copied without `core::fmt` (for speed: a
+            // review's uid, names and outcome are recorded as `&str`).
+            self.plain_field(name, value);
+        } else {
+            self.field(name, format_args!("{value:?}"));
+        }
+    }
+
+    fn u64_value(&mut self, name: &str, value: u64) {
+        let mut digits = Digits::new();
+        self.plain_field(name, digits.u64(value));
+    }
+
+    fn bool_value(&mut self, name: &str, value: bool) {
+        self.plain_field(name, if value { "true" } else { "false" });
+    }
+}
+
+impl tracing::field::Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.str_value(field.name(), value);
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.u64_value(field.name(), value);
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        let mut digits = Digits::new();
+        self.plain_field(field.name(), digits.i64(value));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.bool_value(field.name(), value);
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        self.field(field.name(), format_args!("{value}"));
+        if let Some(source) = value.source() {
+            let sources: Vec<String> = std::iter::successors(Some(source), |e| e.source())
+                .map(|e| format!("{:?}", e.to_string()))
+                .collect();
+            let name = format!("{}.sources", field.name());
+            self.field(&name, format_args!("[{}]", sources.join(", ")));
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.field(field.name(), format_args!("{value:?}"));
+    }
+}
+
+/// Safe and unambiguous to write unquoted: printable ASCII without space,
+/// quote or backslash cannot end the line, start another field or pass
+/// for a quoted string. Any non-ASCII text is quoted, so that line
+/// separators, bidirectional overrides and invisible characters are shown
+/// escaped. `=` is plain: a value runs to the next space.
+#[inline]
+fn is_plain(text: &str) -> bool {
+    all_bytes(text.as_bytes(), |b| {
+        (b.wrapping_sub(b'!') < 94) & (b != b'"') & (b != b'\\')
+    })
+}
+
+/// A complete double-quoted string whose inner quotes are escaped and that
+/// holds no raw control character or line break (what `{:?}` of a string
+/// writes).
+fn is_quoted(text: &str) -> bool {
+    let Some(inner) = text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    else {
+        return false;
+    };
+    let mut escaped = false;
+    for c in inner.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' || c.is_control() || (c.is_whitespace() && c != ' ') {
+            return false;
+        }
+    }
+    !escaped
+}
+
+/// The text with control characters and line separators escaped.
+fn write_escaped_controls(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
+    let mut rest = text;
+    while let Some(at) = rest.find(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}') {
+        out.write_str(&rest[..at])?;
+        let c = rest[at..].chars().next().unwrap_or_default();
+        write!(out, "{}", c.escape_default())?;
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.write_str(rest)
 }
 
 /// Decimal digits of an integer, formatted on the stack.
@@ -377,7 +747,6 @@ pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::runtime::telemetry::TextFields;
 
     /// Collects what a subscriber writes (also for `telemetry`'s tests).
     #[derive(Clone, Default)]
@@ -469,7 +838,7 @@ pub(crate) mod tests {
 
     /// Lines without their timestamp (the first space-separated word in
     /// text, the `timestamp` value in JSON).
-    fn untimed(lines: Vec<String>, json: bool) -> Vec<String> {
+    pub(crate) fn untimed(lines: Vec<String>, json: bool) -> Vec<String> {
         lines
             .into_iter()
             .map(|line| {
@@ -542,6 +911,37 @@ pub(crate) mod tests {
             serde_json::from_str::<serde_json::Value>(line).expect(line);
         }
         assert_eq!(untimed(fast, true), untimed(stock, true));
+    }
+
+    /// The lines a subscriber set up as `init_logging` sets it up writes
+    /// for what `emit` logs.
+    pub(crate) fn subscriber_lines(format: LogFormat, emit: impl FnOnce()) -> Vec<String> {
+        let sink = Sink::default();
+        let writer = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_ansi(false)
+            .with_writer(writer);
+        match format {
+            LogFormat::Text => {
+                let subscriber = builder
+                    .fmt_fields(TextFields)
+                    .event_format(TextFormat::default())
+                    .finish();
+                tracing::subscriber::with_default(subscriber, emit);
+            }
+            LogFormat::Json => {
+                let subscriber = builder
+                    .fmt_fields(format::JsonFields::new())
+                    .event_format(JsonFormat::default())
+                    .finish();
+                tracing::subscriber::with_default(subscriber, emit);
+            }
+        }
+        sink.lines()
     }
 
     #[test]
@@ -636,6 +1036,126 @@ pub(crate) mod tests {
                     json::push_string(&mut ours, text);
                     assert_eq!(ours, serde_json::to_string(text).unwrap());
                 }
+            }
+        }
+    }
+
+    /// The message and fields of the one text line `emit` logs, as the
+    /// text format writes them.
+    fn text_fields(emit: impl FnOnce()) -> String {
+        let sink = Sink::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer({
+                let sink = sink.clone();
+                move || sink.clone()
+            })
+            .fmt_fields(TextFields)
+            .event_format(TextFormat::default())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let line = text.strip_suffix('\n').expect("one line");
+        assert!(!line.contains('\n'), "one line: {line:?}");
+        line.split_once(": ").expect("a target").1.to_owned()
+    }
+
+    #[test]
+    fn a_value_is_written_as_is_only_when_plain_and_quoted_otherwise() {
+        let long = "b1f0c3a2-6a55-4d1e-9f43-2f8e2e7c9a10-and-more";
+        for (value, written) in [
+            ("3f2a-77", "3f2a-77"),
+            ("team-a", "team-a"),
+            (long, long),
+            // A value runs to the next space, so `=` cannot start a field.
+            ("a=b", "a=b"),
+            ("x=y z=w", r#""x=y z=w""#),
+            ("", ""),
+            (
+                "x\nINFO fake: admission decision uid=evil",
+                r#""x\nINFO fake: admission decision uid=evil""#,
+            ),
+            ("team-a\r\nWARN forged", r#""team-a\r\nWARN forged""#),
+            ("two words", r#""two words""#),
+            ("say \"hi\"", r#""say \"hi\"""#),
+            ("\"quoted\"", r#""\"quoted\"""#),
+            (r"back\slash", r#""back\\slash""#),
+            ("tab\tend", r#""tab\tend""#),
+            ("bell\u{7}del\u{7f}", r#""bell\u{7}del\u{7f}""#),
+            // Not ASCII: quoted, printable text kept, invisible and
+            // line-breaking characters escaped.
+            ("café", r#""café""#),
+            ("line\u{2028}separator", r#""line\u{2028}separator""#),
+            (
+                "paragraph\u{2029}separator",
+                r#""paragraph\u{2029}separator""#,
+            ),
+            ("next\u{85}line", r#""next\u{85}line""#),
+            ("no\u{a0}break", r#""no\u{a0}break""#),
+            ("right\u{202e}left", r#""right\u{202e}left""#),
+            ("zero\u{200b}width", r#""zero\u{200b}width""#),
+        ] {
+            let expected = format!("m value={written}");
+            assert_eq!(text_fields(|| tracing::info!(value, "m")), expected);
+            // A `%` value reads the same as a `&str`, unless its text is
+            // a quoted string already (kept as such).
+            if !(value.starts_with('"') && value.ends_with('"')) {
+                assert_eq!(
+                    text_fields(|| tracing::info!(value = %value, "m")),
+                    expected
+                );
+            }
+            // So does a `?` value, already a quoted string unless plain.
+            let debug = format!("{value:?}");
+            if written.starts_with('"') || value.is_empty() {
+                assert_eq!(
+                    text_fields(|| tracing::info!(value = ?value, "m")),
+                    format!("m value={debug}")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_value_keeps_a_raw_line_break_space_or_control_character() {
+        let breaking = (0..=0x10_ffff_u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace() || c.is_control());
+        for c in breaking {
+            let value = format!("a{c}b");
+            let fields = text_fields(|| tracing::info!(value = value.as_str(), "m"));
+            let quoted = fields
+                .strip_prefix("m value=\"")
+                .and_then(|v| v.strip_suffix('"'));
+            assert!(quoted.is_some(), "{c:?} not quoted: {fields:?}");
+            assert!(
+                fields
+                    .chars()
+                    .all(|d| d == ' ' || !(d.is_whitespace() || d.is_control())),
+                "{c:?} written raw: {fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_plain_check_is_exact_at_every_length_and_position() {
+        let plain = |t: &str| {
+            t.bytes()
+                .all(|b| (b'!'..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        };
+        for len in 0..50 {
+            let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(is_plain(std::str::from_utf8(&base).unwrap()), "{len}");
+            for at in 0..len {
+                for b in 0..=0x7f_u8 {
+                    let mut bytes = base.clone();
+                    bytes[at] = b;
+                    let text = std::str::from_utf8(&bytes).unwrap();
+                    assert_eq!(is_plain(text), plain(text), "{text:?}");
+                }
+                let mut text = String::from_utf8(base.clone()).unwrap();
+                text.replace_range(at..=at, "é");
+                assert!(!is_plain(&text), "{text:?}");
             }
         }
     }

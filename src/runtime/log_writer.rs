@@ -140,7 +140,9 @@ fn write_batches(shared: &Shared, sink: &mut dyn std::io::Write) {
 }
 
 impl BatchedStderr {
-    fn append(&self, line: &[u8]) {
+    /// Appends whole lines to the buffer (the subscriber's writer, and
+    /// `telemetry::write_info_line`).
+    pub fn append(&self, line: &[u8]) {
         let mut state = self.shared.lock();
         if state.closed {
             // After the guard is dropped (or without a writer thread),

@@ -16,19 +16,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::log_format::{Digits, JsonFormat, TextFormat, with_buffer};
+pub use super::log_format::LogFormat;
+use super::log_format::{self, JsonFormat, TextFields, TextFormat, Value, with_buffer};
 use super::log_writer;
 use crate::core::decide::Outcome;
-use crate::core::json::all_bytes;
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Installs the global `tracing` subscriber writing to stderr. The filter
 /// comes from `RUST_LOG` (default `info`).
@@ -42,14 +33,15 @@ pub fn init_logging(format: LogFormat) -> log_writer::LogGuard {
     let (writer, guard) = log_writer::stderr();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer);
+        .with_ansi(ansi)
+        .with_writer(writer.clone());
     // A second call (tests) keeps the first subscriber. The event
     // formatters write the stock formats' lines with less work per line
     // (see `log_format`).
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => builder
             .fmt_fields(TextFields)
             .event_format(TextFormat::default())
@@ -59,232 +51,101 @@ pub fn init_logging(format: LogFormat) -> log_writer::LogGuard {
             .event_format(JsonFormat::default())
             .try_init(),
     };
+    if installed.is_ok() && !ansi {
+        let _ = DIRECT.set(Direct { format, writer });
+    }
     guard
 }
 
-/// Field formatting of the text log format, safe against log injection.
-///
-/// Field values come from requests (uid, namespace, pod name, rule and
-/// secret names, errors quoting input), so a value must never be able to
-/// end the line or forge another field. Every field follows one rule: a
-/// plain value — printable ASCII without space, quote or backslash — is
-/// written as is (`uid=3f2a…`, `outcome=patched`); any other value is
-/// written as a quoted string with Rust's escapes (`pod="x\nINFO fake"`,
-/// `pod="café"`, a line separator as `\u{2028}`). A `%` or `?` value whose
-/// text already is a quoted, escaped string (the `Debug` of a string) is
-/// kept as it is, so values that must read exactly are recorded as `&str`.
-/// The message keeps its spaces and gets only its control characters
-/// escaped. JSON lines are escaped by the JSON writer.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TextFields;
+/// The subscribers `init_logging` installs.
+type TextSubscriber = tracing_subscriber::fmt::Subscriber<
+    TextFields,
+    TextFormat,
+    tracing_subscriber::EnvFilter,
+    log_writer::BatchedStderr,
+>;
+type JsonSubscriber = tracing_subscriber::fmt::Subscriber<
+    tracing_subscriber::fmt::format::JsonFields,
+    JsonFormat,
+    tracing_subscriber::EnvFilter,
+    log_writer::BatchedStderr,
+>;
 
-impl<'w> tracing_subscriber::fmt::FormatFields<'w> for TextFields {
-    fn format_fields<R: tracing_subscriber::field::RecordFields>(
-        &self,
-        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
-        fields: R,
-    ) -> std::fmt::Result {
-        let ansi = writer.has_ansi_escapes();
-        with_buffer(&LINE, |line| {
-            let mut visitor = TextVisitor {
-                line: &mut *line,
-                ansi,
-                first: true,
-                result: Ok(()),
-            };
-            fields.record(&mut visitor);
-            visitor.result.and_then(|()| writer.write_str(line))
-        })
-    }
+/// What [`write_info_line`] needs to write a line as the installed
+/// subscriber would: its format and its writer.
+struct Direct {
+    format: LogFormat,
+    writer: log_writer::BatchedStderr,
 }
 
-/// The fields of a line are written into a buffer (one write to the
-/// subscriber's writer per line instead of several per field).
-struct TextVisitor<'l> {
-    line: &'l mut String,
-    ansi: bool,
-    first: bool,
-    result: std::fmt::Result,
-}
+/// Set by `init_logging` when its subscriber is installed and writes
+/// without colours.
+static DIRECT: OnceLock<Direct> = OnceLock::new();
 
 thread_local! {
-    /// The fields of the line being formatted, reused so that formatting a
-    /// log line does not allocate.
-    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// The line [`write_info_line`] is writing, reused.
+    static DIRECT_LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-impl TextVisitor<'_> {
-    fn separate(&mut self) {
-        if self.first {
-            self.first = false;
-        } else {
-            self.line.push(' ');
-        }
-    }
-
-    fn name(&mut self, name: &str) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        let name = name.strip_prefix("r#").unwrap_or(name);
-        if self.ansi {
-            write!(self.line, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")
-        } else {
-            self.line.push_str(name);
-            self.line.push('=');
-            Ok(())
-        }
-    }
-
-    /// A value that needs no formatting, quoting or escaping (numbers,
-    /// booleans, plain strings), written as is.
-    fn plain_field(&mut self, name: &str, value: &str) {
-        if self.result.is_err() {
-            return;
-        }
-        if self.ansi {
-            self.separate();
-            self.result = self.name(name);
-        } else {
-            let name = name.strip_prefix("r#").unwrap_or(name);
-            self.separate();
-            self.line.push_str(name);
-            self.line.push('=');
-        }
-        self.line.push_str(value);
-    }
-
-    fn field(&mut self, name: &str, value: std::fmt::Arguments<'_>) {
-        use std::fmt::Write as _;
-        if self.result.is_err() {
-            return;
-        }
-        self.separate();
-        self.result = (|| {
-            if name == "message" {
-                let start = self.line.len();
-                self.line.write_fmt(value)?;
-                let text = &self.line[start..];
-                if !text.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
-                    let text = text.to_owned();
-                    self.line.truncate(start);
-                    write_escaped_controls(self.line, &text)?;
-                }
-                return Ok(());
-            }
-            self.name(name)?;
-            let start = self.line.len();
-            self.line.write_fmt(value)?;
-            let text = &self.line[start..];
-            if !(is_plain(text) || is_quoted(text)) {
-                let text = text.to_owned();
-                self.line.truncate(start);
-                write!(self.line, "{text:?}")?;
-            }
-            Ok(())
-        })();
-    }
-}
-
-impl tracing::field::Visit for TextVisitor<'_> {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" {
-            if all_bytes(value.as_bytes(), |b| (0x20..0x7f).contains(&b)) {
-                // For speed, the usual message as is, without `core::fmt`.
-                if self.result.is_ok() {
-                    self.separate();
-                    self.line.push_str(value);
-                }
-            } else {
-                self.field("message", format_args!("{value}"));
-            }
-        } else if is_plain(value) {
-            // The usual value, copied without `core::fmt` (for speed: a
-            // review's uid, names and outcome are recorded as `&str`).
-            self.plain_field(field.name(), value);
-        } else {
-            self.field(field.name(), format_args!("{value:?}"));
-        }
-    }
-
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        let mut digits = Digits::new();
-        self.plain_field(field.name(), digits.u64(value));
-    }
-
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        let mut digits = Digits::new();
-        self.plain_field(field.name(), digits.i64(value));
-    }
-
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.plain_field(field.name(), if value { "true" } else { "false" });
-    }
-
-    fn record_error(
-        &mut self,
-        field: &tracing::field::Field,
-        value: &(dyn std::error::Error + 'static),
-    ) {
-        self.field(field.name(), format_args!("{value}"));
-        if let Some(source) = value.source() {
-            let sources: Vec<String> = std::iter::successors(Some(source), |e| e.source())
-                .map(|e| format!("{:?}", e.to_string()))
-                .collect();
-            let name = format!("{}.sources", field.name());
-            self.field(&name, format_args!("[{}]", sources.join(", ")));
-        }
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.field(field.name(), format_args!("{value:?}"));
-    }
-}
-
-/// Safe and unambiguous to write unquoted: printable ASCII without space,
-/// quote or backslash cannot end the line, start another field or pass
-/// for a quoted string. Any non-ASCII text is quoted, so that line
-/// separators, bidirectional overrides and invisible characters are shown
-/// escaped. `=` is plain: a value runs to the next space.
-#[inline]
-fn is_plain(text: &str) -> bool {
-    all_bytes(text.as_bytes(), |b| {
-        (b.wrapping_sub(b'!') < 94) & (b != b'"') & (b != b'\\')
-    })
-}
-
-/// A complete double-quoted string whose inner quotes are escaped and that
-/// holds no raw control character or line break (what `{:?}` of a string
-/// writes).
-fn is_quoted(text: &str) -> bool {
-    let Some(inner) = text
-        .strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-    else {
+/// Writes an info line from `target` straight to the log, byte for byte as
+/// the subscriber `init_logging` installed would write the event (see
+/// `log_format::write_line`), without `tracing`'s per-event work: the
+/// dispatch, the filter's second look, the field visitors behind dynamic
+/// calls. For the one line per admission review, where that work was half
+/// the line's cost. Use it through [`info_line!`], which checks the level
+/// first and falls back to `tracing::info!`.
+///
+/// Returns `false`, writing nothing, unless the subscriber in force for
+/// this thread is that one (before `init_logging`, under a test's own
+/// subscriber, or with colours for a terminal).
+pub fn write_info_line(target: &str, message: &str, fields: &[(&str, Value<'_>)]) -> bool {
+    let Some(direct) = DIRECT.get() else {
         return false;
     };
-    let mut escaped = false;
-    for c in inner.chars() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '"' || c.is_control() || (c.is_whitespace() && c != ' ') {
-            return false;
-        }
+    let ours = tracing::dispatcher::get_default(|dispatch| match direct.format {
+        LogFormat::Text => dispatch.is::<TextSubscriber>(),
+        LogFormat::Json => dispatch.is::<JsonSubscriber>(),
+    });
+    if !ours {
+        return false;
     }
-    !escaped
+    with_buffer(&DIRECT_LINE, |line| {
+        let written = log_format::write_line(
+            line,
+            direct.format,
+            &tracing::Level::INFO,
+            target,
+            message,
+            fields,
+        );
+        // A formatting error writes nothing, as the subscriber would.
+        if written.is_ok() {
+            direct.writer.append(line.as_bytes());
+        }
+    });
+    true
 }
 
-/// The text with control characters and line separators escaped.
-fn write_escaped_controls(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
-    let mut rest = text;
-    while let Some(at) = rest.find(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}') {
-        out.write_str(&rest[..at])?;
-        let c = rest[at..].chars().next().unwrap_or_default();
-        write!(out, "{}", c.escape_default())?;
-        rest = &rest[at + c.len_utf8()..];
-    }
-    out.write_str(rest)
+/// `tracing::info!(message = $message, name = value, …)` for the request
+/// path, with `&str`, `u64`, `usize` and `bool` values: the same line,
+/// written by [`write_info_line`] when it can, through `tracing` when not.
+/// Each value is evaluated once.
+macro_rules! info_line {
+    ($message:literal, $($name:ident = $value:expr),+ $(,)?) => {
+        if tracing::enabled!(tracing::Level::INFO) {
+            // Evaluated once, for either path (`rules = rules` is fine).
+            $(#[allow(clippy::redundant_locals)] let $name = $value;)+
+            if !$crate::runtime::telemetry::write_info_line(
+                module_path!(),
+                $message,
+                &[$((stringify!($name), $crate::runtime::log_format::Value::from($name))),+],
+            ) {
+                tracing::info!(message = $message, $($name),+);
+            }
+        }
+    };
 }
+pub(crate) use info_line;
 
 thread_local! {
     /// The name lists of the line being logged (see [`with_joined`]).
@@ -638,6 +499,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::runtime::log_format::tests::{Sink, subscriber_lines, untimed};
+    use crate::runtime::log_format::write_line;
+    use tracing::Level;
 
     #[test]
     fn series_move_when_reviews_are_counted() {
@@ -750,126 +614,135 @@ mod tests {
         );
     }
 
-    use crate::runtime::log_format::tests::Sink;
+    #[test]
+    fn direct_lines_read_as_the_subscriber_writes_the_same_event() {
+        // uid, namespace, pod, dry run, warnings, generation: plain values,
+        // empty ones, values to quote or escape, forged lines, non-ASCII.
+        let cases: [(&str, &str, &str, bool, usize, u64); 6] = [
+            ("b1f0c3a2-6a55", "team-a", "api-7d9f8b6c5d-", false, 0, 1),
+            ("", "", "", true, 3, u64::MAX),
+            (
+                "u\nERROR forged",
+                "team-a\r\nWARN x",
+                "x\nINFO fake: uid=evil",
+                false,
+                12,
+                7,
+            ),
+            ("say \"hi\"", "two words", r"back\slash", true, 1, 0),
+            ("café", "\u{2028}", "bell\u{7}\u{7f}", false, 99, 10),
+            ("a=b", "=", "\"quoted\"", false, 0, 42),
+        ];
+        for format in [LogFormat::Text, LogFormat::Json] {
+            for &(uid, namespace, pod, dry_run, warnings, generation) in &cases {
+                // Through `tracing` (no direct writer is installed in tests,
+                // so the macro logs the event).
+                let logged = subscriber_lines(format, || {
+                    info_line!(
+                        "admission decision",
+                        uid = uid,
+                        namespace = namespace,
+                        pod = pod,
+                        dry_run = dry_run,
+                        warnings = warnings,
+                        policy_generation = generation,
+                    );
+                });
+                let direct = direct_line(
+                    format,
+                    "admission decision",
+                    &[
+                        ("uid", Value::from(uid)),
+                        ("namespace", Value::from(namespace)),
+                        ("pod", Value::from(pod)),
+                        ("dry_run", Value::from(dry_run)),
+                        ("warnings", Value::from(warnings)),
+                        ("policy_generation", Value::from(generation)),
+                    ],
+                );
+                let json = format == LogFormat::Json;
+                assert_eq!(untimed(direct, json), untimed(logged, json), "{format:?}");
+            }
+        }
+    }
 
-    /// The message and fields of the one text line `emit` logs, as the
-    /// text format writes them.
-    fn text_fields(emit: impl FnOnce()) -> String {
+    #[test]
+    fn a_direct_message_is_escaped_as_the_subscriber_escapes_it() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let logged = subscriber_lines(format, || {
+                info_line!("tab\t, line\nbreak and café", n = 1_u64);
+            });
+            let direct = direct_line(
+                format,
+                "tab\t, line\nbreak and café",
+                &[("n", Value::U64(1))],
+            );
+            let json = format == LogFormat::Json;
+            assert_eq!(untimed(direct, json), untimed(logged, json), "{format:?}");
+        }
+    }
+
+    /// The one line `write_line` writes for an info event from this module.
+    fn direct_line(format: LogFormat, message: &str, fields: &[(&str, Value<'_>)]) -> Vec<String> {
+        let mut line = String::new();
+        write_line(
+            &mut line,
+            format,
+            &Level::INFO,
+            module_path!(),
+            message,
+            fields,
+        )
+        .unwrap();
+        let line = line.strip_suffix('\n').expect("a line ends with a newline");
+        assert!(!line.contains('\n'), "one line: {line:?}");
+        vec![line.to_owned()]
+    }
+
+    #[test]
+    fn lines_are_written_directly_only_under_the_subscriber_installed() {
+        let fields = [("n", Value::U64(1))];
+        // Before `init_logging`: nothing.
+        assert!(!write_info_line("t", "before", &fields));
         let sink = Sink::default();
-        let subscriber = tracing_subscriber::fmt()
+        let (writer, guard) = log_writer::stderr_to(Box::new(sink.clone()));
+        // What `init_logging` records and installs, here for this thread
+        // only (the direct writer is set once per process: only this test
+        // sets it).
+        assert!(
+            DIRECT
+                .set(Direct {
+                    format: LogFormat::Text,
+                    writer: writer.clone(),
+                })
+                .is_ok()
+        );
+        let installed: TextSubscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .with_ansi(false)
-            .with_writer({
-                let sink = sink.clone();
-                move || sink.clone()
-            })
+            .with_writer(writer)
             .fmt_fields(TextFields)
             .event_format(TextFormat::default())
             .finish();
-        tracing::subscriber::with_default(subscriber, emit);
+        let other = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish();
+        assert!(tracing::subscriber::with_default(installed, || {
+            write_info_line("t", "under it", &fields)
+        }));
+        assert!(!tracing::subscriber::with_default(other, || {
+            write_info_line("t", "under another", &fields)
+        }));
+        assert!(!write_info_line("t", "under none", &fields));
+        drop(guard);
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         let line = text.strip_suffix('\n').expect("one line");
-        assert!(!line.contains('\n'), "one line: {line:?}");
-        line.split_once(": ").expect("a target").1.to_owned()
-    }
-
-    #[test]
-    fn a_value_is_written_as_is_only_when_plain_and_quoted_otherwise() {
-        let long = "b1f0c3a2-6a55-4d1e-9f43-2f8e2e7c9a10-and-more";
-        for (value, written) in [
-            ("3f2a-77", "3f2a-77"),
-            ("team-a", "team-a"),
-            (long, long),
-            // A value runs to the next space, so `=` cannot start a field.
-            ("a=b", "a=b"),
-            ("x=y z=w", r#""x=y z=w""#),
-            ("", ""),
-            (
-                "x\nINFO fake: admission decision uid=evil",
-                r#""x\nINFO fake: admission decision uid=evil""#,
-            ),
-            ("team-a\r\nWARN forged", r#""team-a\r\nWARN forged""#),
-            ("two words", r#""two words""#),
-            ("say \"hi\"", r#""say \"hi\"""#),
-            ("\"quoted\"", r#""\"quoted\"""#),
-            (r"back\slash", r#""back\\slash""#),
-            ("tab\tend", r#""tab\tend""#),
-            ("bell\u{7}del\u{7f}", r#""bell\u{7}del\u{7f}""#),
-            // Not ASCII: quoted, printable text kept, invisible and
-            // line-breaking characters escaped.
-            ("café", r#""café""#),
-            ("line\u{2028}separator", r#""line\u{2028}separator""#),
-            (
-                "paragraph\u{2029}separator",
-                r#""paragraph\u{2029}separator""#,
-            ),
-            ("next\u{85}line", r#""next\u{85}line""#),
-            ("no\u{a0}break", r#""no\u{a0}break""#),
-            ("right\u{202e}left", r#""right\u{202e}left""#),
-            ("zero\u{200b}width", r#""zero\u{200b}width""#),
-        ] {
-            let expected = format!("m value={written}");
-            assert_eq!(text_fields(|| tracing::info!(value, "m")), expected);
-            // A `%` value reads the same as a `&str`, unless its text is
-            // a quoted string already (kept as such).
-            if !(value.starts_with('"') && value.ends_with('"')) {
-                assert_eq!(
-                    text_fields(|| tracing::info!(value = %value, "m")),
-                    expected
-                );
-            }
-            // So does a `?` value, already a quoted string unless plain.
-            let debug = format!("{value:?}");
-            if written.starts_with('"') || value.is_empty() {
-                assert_eq!(
-                    text_fields(|| tracing::info!(value = ?value, "m")),
-                    format!("m value={debug}")
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn no_value_keeps_a_raw_line_break_space_or_control_character() {
-        let breaking = (0..=0x10_ffff_u32)
-            .filter_map(char::from_u32)
-            .filter(|c| c.is_whitespace() || c.is_control());
-        for c in breaking {
-            let value = format!("a{c}b");
-            let fields = text_fields(|| tracing::info!(value = value.as_str(), "m"));
-            let quoted = fields
-                .strip_prefix("m value=\"")
-                .and_then(|v| v.strip_suffix('"'));
-            assert!(quoted.is_some(), "{c:?} not quoted: {fields:?}");
-            assert!(
-                fields
-                    .chars()
-                    .all(|d| d == ' ' || !(d.is_whitespace() || d.is_control())),
-                "{c:?} written raw: {fields:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_plain_check_is_exact_at_every_length_and_position() {
-        let plain = |t: &str| {
-            t.bytes()
-                .all(|b| (b'!'..=b'~').contains(&b) && b != b'"' && b != b'\\')
-        };
-        for len in 0..50 {
-            let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            assert!(is_plain(std::str::from_utf8(&base).unwrap()), "{len}");
-            for at in 0..len {
-                for b in 0..=0x7f_u8 {
-                    let mut bytes = base.clone();
-                    bytes[at] = b;
-                    let text = std::str::from_utf8(&bytes).unwrap();
-                    assert_eq!(is_plain(text), plain(text), "{text:?}");
-                }
-                let mut text = String::from_utf8(base.clone()).unwrap();
-                text.replace_range(at..=at, "é");
-                assert!(!is_plain(&text), "{text:?}");
-            }
-        }
+        assert!(line.ends_with("  INFO t: under it n=1"), "{text:?}");
+        assert_eq!(
+            line.len(),
+            "2026-01-02T03:04:05.678901Z".len() + 22,
+            "{text:?}"
+        );
     }
 
     #[test]

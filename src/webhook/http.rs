@@ -533,14 +533,14 @@ async fn mutate(state: Arc<AppState>, budget: &BodyBudget, request: Request) -> 
         decision.outcome.as_str(),
         started.elapsed(),
     );
-    // For speed, every value is recorded as a `&str` or a number, none
-    // through `core::fmt` (see `telemetry::TextFields`): the message too
-    // (as a field, which reads the same), and the name lists joined into a
-    // reused buffer, only when the line is logged.
+    // For speed, every value is a `&str`, a number or a boolean, and the
+    // line is written by `telemetry::write_info_line` rather than through
+    // `tracing`'s event path; the name lists are joined into a reused
+    // buffer, only when the line is logged.
     if tracing::enabled!(tracing::Level::INFO) {
         telemetry::with_joined([&decision.rules, &decision.added], |[rules, secrets]| {
-            tracing::info!(
-                message = "admission decision",
+            telemetry::info_line!(
+                "admission decision",
                 uid = &*request.uid,
                 namespace = request.namespace.as_deref().unwrap_or(""),
                 pod = decision.pod.as_str(),
@@ -548,8 +548,8 @@ async fn mutate(state: Arc<AppState>, budget: &BodyBudget, request: Request) -> 
                 operation = &*request.operation,
                 dry_run = request.dry_run.unwrap_or(false),
                 outcome = decision.outcome.as_str(),
-                rules,
-                secrets,
+                rules = rules,
+                secrets = secrets,
                 warnings = decision.warnings.len(),
                 policy_generation = snapshot.generation,
             );
