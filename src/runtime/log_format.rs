@@ -693,17 +693,17 @@ fn write_escaped_controls(out: &mut impl std::fmt::Write, text: &str) -> std::fm
 }
 
 /// Decimal digits of an integer, formatted on the stack.
-pub(crate) struct Digits {
+struct Digits {
     buf: [u8; 20],
 }
 
 impl Digits {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         Digits { buf: [0; 20] }
     }
 
     /// `value` in decimal, as `{}` writes it.
-    pub(crate) fn u64(&mut self, value: u64) -> &str {
+    fn u64(&mut self, value: u64) -> &str {
         // For speed, the usual small count without a UTF-8 check.
         const ONE_DIGIT: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
         if let Some(digit) = usize::try_from(value).ok().and_then(|v| ONE_DIGIT.get(v)) {
@@ -715,7 +715,7 @@ impl Digits {
 
     /// `value` in decimal, as `{}` writes it (a 20-byte buffer holds
     /// `-9223372036854775808`).
-    pub(crate) fn i64(&mut self, value: i64) -> &str {
+    fn i64(&mut self, value: i64) -> &str {
         let mut at = self.write(value.unsigned_abs());
         if value < 0 {
             at -= 1;
