@@ -447,7 +447,9 @@ print("(latencies in ms, from the due time except in '-raw' steps (from the actu
       "'!' = more than 5% of the server core went to something else; "
       "steal% s/c = CPU time the hypervisor took from the server/client core)")
 for rate in (s[len("precise"):] for s in steps if s.startswith("precise")):
-    print(f"\nprecise client at {rate}/s (examples/rate_client.rs), p50 / p99 / p99.9 / max in ms:")
+    per_second, _, round_ = rate.partition(".")
+    shown_rate = f"{per_second}/s" + (f", round {round_}" if round_ else "")
+    print(f"\nprecise client at {shown_rate} (examples/rate_client.rs), p50 / p99 / p99.9 / max in ms:")
     for server in ("real", "baseline"):
         o = json.load(open(f"{out}/{server}-precise{rate}.json"))
         q = lambda k: " / ".join(f"{o[k][x]:.3f}" for x in ("p50", "p99", "p99.9")) + f" / {o[k]['max']:.1f}"
