@@ -531,15 +531,8 @@ impl TextVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        if self.ansi {
-            self.separate();
-            self.result = self.name(name);
-        } else {
-            let name = name.strip_prefix("r#").unwrap_or(name);
-            self.separate();
-            self.line.push_str(name);
-            self.line.push('=');
-        }
+        self.separate();
+        self.result = self.name(name);
         self.line.push_str(value);
     }
 
