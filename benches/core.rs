@@ -103,7 +103,7 @@ fn match_image_group(c: &mut Criterion, group_name: &str, shape: Shape) {
     for rules in SIZES {
         let policy = compiled(rules, shape);
         for (label, registry, repository, hits) in probes(rules, shape) {
-            let mut out = Vec::with_capacity(8);
+            let mut out = policy::RuleIds::new();
             policy.match_image(&registry, &repository, &mut out);
             // A probe that does not do what its label says measures nothing.
             assert_eq!(
@@ -147,7 +147,7 @@ fn plan_and_patch(c: &mut Criterion) {
             let policy = compiled(rules, shape);
             let plan = mutate::plan(pod, &facts, &policy, mutate::Scope::AllContainers);
             assert_eq!(
-                plan.missing,
+                plan.missing[..],
                 ["harbor-pull", "dockerhub-creds", "ghcr-acme"],
                 "{shape_name}/{rules}"
             );

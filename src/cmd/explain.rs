@@ -176,8 +176,8 @@ fn explain_one(
         repository: reference.repository(),
         tag: reference.tag(),
         digest: reference.digest(),
-        rules,
-        secrets,
+        rules: rules.to_vec(),
+        secrets: secrets.to_vec(),
         managed,
         credentials,
     })

@@ -6,14 +6,17 @@
 //! The wire format lives in [`crate::core::review`], the Pod's fields in
 //! [`crate::core::pod`]; this module holds the rules and the messages.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+
+use smallvec::SmallVec;
 
 use super::image;
 use super::patch;
 use super::pod::{ContainerView, PodView};
 use super::policy::{CompiledPolicy, NamespaceFacts};
-use super::query::{self, Matches};
+use super::query::{self, Matches, Names};
 use super::redact;
 use super::review::{AuditAnnotations, Object, Request, Review};
 
@@ -23,6 +26,9 @@ const MAX_WARNING_CHARS: usize = 256;
 /// At most this many warnings per review, so a pod with hundreds of broken
 /// images cannot produce an oversized response.
 const MAX_WARNINGS: usize = 12;
+
+/// A count for each of a few rules, kept inline like [`Names`].
+pub type PerRule<'p> = SmallVec<[(&'p str, usize); 4]>;
 
 /// What kind of decision the request calls for.
 pub fn action(request: &Request<'_>) -> Action {
@@ -76,19 +82,20 @@ impl Outcome {
     }
 }
 
-/// The answer to one review.
+/// The answer to one review: names from the policy (`'p`) and from the
+/// request (`'r`).
 #[derive(Debug)]
-pub struct Decision<'p> {
+pub struct Decision<'p, 'r> {
     /// How it ended.
     pub outcome: Outcome,
     /// Rules that matched.
-    pub rules: Vec<&'p str>,
+    pub rules: Names<'p>,
     /// Secrets added by the patch.
-    pub added: Vec<&'p str>,
+    pub added: Names<'p>,
     /// How many added secrets each rule brought (for metrics).
-    pub added_by_rule: Vec<(&'p str, usize)>,
+    pub added_by_rule: PerRule<'p>,
     /// The pod's name, or its `generateName`, for logs.
-    pub pod: String,
+    pub pod: Cow<'r, str>,
     /// The JSON Patch, if any.
     pub patch: Option<String>,
     /// Warnings for the user.
@@ -99,17 +106,17 @@ pub struct Decision<'p> {
 
 /// Decides a review: the namespace's labels (`None` when unknown) feed
 /// namespace selectors.
-pub fn decide<'p>(
-    request: &Request<'_>,
+pub fn decide<'p, 'r>(
+    request: &'r Request<'_>,
     policy: &'p CompiledPolicy,
     labels: Option<&BTreeMap<String, String>>,
-) -> Decision<'p> {
+) -> Decision<'p, 'r> {
     let mut decision = Decision {
         outcome: Outcome::Skipped,
-        rules: Vec::new(),
-        added: Vec::new(),
-        added_by_rule: Vec::new(),
-        pod: String::new(),
+        rules: Names::new(),
+        added: Names::new(),
+        added_by_rule: PerRule::new(),
+        pod: Cow::Borrowed(""),
         patch: None,
         warnings: Vec::new(),
         unmatched_images: 0,
@@ -124,17 +131,20 @@ pub fn decide<'p>(
     // after it in the body; then it is read now.
     let parsed: PodView<'_>;
     let pod: &PodView<'_> = match &request.object {
-        Some(Object::Pod(pod)) => pod,
+        Some(Object::Pod(pod)) => {
+            decision.pod = Cow::Borrowed(pod.metadata.display_name());
+            pod
+        }
         Some(Object::Raw(raw)) => match PodView::from_json(raw) {
             Ok(pod) => {
                 parsed = pod;
+                decision.pod = Cow::Owned(parsed.metadata.display_name().to_owned());
                 &parsed
             }
             Err(err) => return unreadable_pod(decision, &err.to_string()),
         },
         None => return unreadable_pod(decision, "the request has no object"),
     };
-    decision.pod = pod.metadata.display_name().to_owned();
     // A mirror pod is the API copy of a static pod: the kubelet pulls from
     // its own manifest, never from this object, and NodeRestriction forbids
     // a node's pods to reference Secrets, so a patch could only break it.
@@ -176,7 +186,7 @@ pub fn decide<'p>(
 }
 
 /// No patch, and a warning saying why.
-fn unreadable_pod<'p>(mut decision: Decision<'p>, err: &str) -> Decision<'p> {
+fn unreadable_pod<'p, 'r>(mut decision: Decision<'p, 'r>, err: &str) -> Decision<'p, 'r> {
     decision.warnings.push(clean_warning(&format!(
         "pull-secret-injector: could not read the Pod ({err}); no imagePullSecrets were added"
     )));
@@ -193,7 +203,7 @@ pub fn namespace_of<'r>(request: &'r Request<'_>, pod: &'r PodView<'_>) -> &'r s
         .unwrap_or("")
 }
 
-impl Decision<'_> {
+impl Decision<'_, '_> {
     /// The same decision in report-only mode (`serve --report-only`): a
     /// patch that was due is dropped and the outcome becomes
     /// [`Outcome::Reported`]; `added` keeps the secrets it would have added,
@@ -238,14 +248,14 @@ pub enum Scope {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan<'p> {
     /// Names of the rules that matched, in rule order.
-    pub rules: Vec<&'p str>,
+    pub rules: Names<'p>,
     /// Every secret the matching rules ask for: rule order, then secret
     /// order, without duplicates.
-    pub wanted: Vec<&'p str>,
+    pub wanted: Names<'p>,
     /// For each entry of `wanted`, the first rule that asked for it.
-    pub wanted_from: Vec<&'p str>,
+    pub wanted_from: Names<'p>,
     /// The wanted secrets that the pod does not list yet, in `wanted` order.
-    pub missing: Vec<&'p str>,
+    pub missing: Names<'p>,
     /// Whether `spec.imagePullSecrets` is present on the pod.
     pub field_present: bool,
     /// Messages for the user: unparseable images, selectors that could not
@@ -339,8 +349,8 @@ pub fn plan<'p>(
 impl<'p> Plan<'p> {
     /// How many of the missing secrets each rule brings, attributing a
     /// secret to the first rule that asks for it.
-    pub fn missing_by_rule(&self) -> Vec<(&'p str, usize)> {
-        let mut counts: Vec<(&'p str, usize)> = Vec::new();
+    pub fn missing_by_rule(&self) -> PerRule<'p> {
+        let mut counts = PerRule::new();
         for (secret, rule) in self.wanted.iter().zip(&self.wanted_from) {
             if !self.missing.contains(secret) {
                 continue;

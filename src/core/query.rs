@@ -9,8 +9,15 @@
 //! - Which secrets does a namespace want, whatever its pods' images?
 //!   [`secrets_wanted_in`].
 
+use smallvec::SmallVec;
+
 use super::image::Reference;
-use super::policy::{CompiledPolicy, NamespaceFacts, NamespaceMatch};
+use super::policy::{CompiledPolicy, NamespaceFacts, NamespaceMatch, RuleIds};
+
+/// Names of rules or of secrets. A pod's images seldom bring more than four
+/// of either, and those are kept inline: on the webhook's request path a
+/// decision then allocates no list of its own.
+pub type Names<'p> = SmallVec<[&'p str; 4]>;
 
 /// The namespace a question is asked in.
 #[derive(Debug, Clone, Copy)]
@@ -26,19 +33,19 @@ pub enum Scope<'a> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Grant<'p> {
     /// The rules, in policy order.
-    pub rules: Vec<&'p str>,
+    pub rules: Names<'p>,
     /// Their secrets: rule order, then secret order, without duplicates.
-    pub secrets: Vec<&'p str>,
+    pub secrets: Names<'p>,
     /// For each entry of `secrets`, the first rule that gives it.
-    pub secret_rules: Vec<&'p str>,
+    pub secret_rules: Names<'p>,
 }
 
 /// Rules collected over the images of a pod (or a single image).
 #[derive(Debug, Default)]
 pub struct Matches {
-    rules: Vec<usize>,
-    unknown: Vec<usize>,
-    scratch: Vec<usize>,
+    rules: RuleIds,
+    unknown: RuleIds,
+    scratch: RuleIds,
 }
 
 impl Matches {
@@ -78,7 +85,7 @@ impl Matches {
 
     /// The names of the rules that were skipped because the namespace's
     /// labels are unknown, in policy order.
-    pub fn unknown_selectors<'p>(&mut self, policy: &'p CompiledPolicy) -> Vec<&'p str> {
+    pub fn unknown_selectors<'p>(&mut self, policy: &'p CompiledPolicy) -> Names<'p> {
         self.unknown.sort_unstable();
         self.unknown.dedup();
         self.unknown
@@ -172,9 +179,9 @@ rules:
         };
         let reference = image::parse("team-a/api:1").expect("parses");
         let grant = secrets_for(&policy, &reference, Scope::Namespace(&facts));
-        assert_eq!(grant.rules, ["hub", "team-a"]);
-        assert_eq!(grant.secrets, ["hub", "shared", "team-a"]);
-        assert_eq!(grant.secret_rules, ["hub", "hub", "team-a"]);
+        assert_eq!(grant.rules[..], ["hub", "team-a"]);
+        assert_eq!(grant.secrets[..], ["hub", "shared", "team-a"]);
+        assert_eq!(grant.secret_rules[..], ["hub", "hub", "team-a"]);
     }
 
     #[test]
@@ -191,7 +198,7 @@ rules:
                 .is_empty()
         );
         assert_eq!(
-            secrets_for(&policy, &reference, Scope::AnyNamespace).secrets,
+            secrets_for(&policy, &reference, Scope::AnyNamespace).secrets[..],
             ["shared", "team-a"]
         );
     }
@@ -206,7 +213,7 @@ rules:
         let mut matches = Matches::default();
         let reference = image::parse("quay.io/a/b").expect("parses");
         assert!(!matches.add(&policy, &reference, Scope::Namespace(&facts)));
-        assert_eq!(matches.unknown_selectors(&policy), ["labelled"]);
+        assert_eq!(matches.unknown_selectors(&policy)[..], ["labelled"]);
         assert!(matches.grant(&policy).secrets.is_empty());
     }
 
@@ -219,7 +226,7 @@ rules:
             labels: Some(&labels),
         };
         assert_eq!(
-            secrets_wanted_in(&policy, &facts).secrets,
+            secrets_wanted_in(&policy, &facts).secrets[..],
             ["hub", "shared", "team-a", "quay"]
         );
         let plain = NamespaceFacts {
@@ -227,7 +234,7 @@ rules:
             labels: None,
         };
         assert_eq!(
-            secrets_wanted_in(&policy, &plain).secrets,
+            secrets_wanted_in(&policy, &plain).secrets[..],
             ["hub", "shared"]
         );
     }

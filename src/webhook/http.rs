@@ -543,7 +543,7 @@ async fn mutate(state: Arc<AppState>, budget: &BodyBudget, request: Request) -> 
                 "admission decision",
                 uid = &*request.uid,
                 namespace = request.namespace.as_deref().unwrap_or(""),
-                pod = decision.pod.as_str(),
+                pod = &*decision.pod,
                 kind = &*request.kind.kind,
                 operation = &*request.operation,
                 dry_run = request.dry_run.unwrap_or(false),

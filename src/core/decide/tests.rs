@@ -85,12 +85,36 @@ mod review {
     }
 
     #[test]
+    fn the_logged_pod_name_is_the_name_else_the_generate_name() {
+        let policy = policy();
+        for (metadata, expected) in [
+            (json!({"name": "web-0", "generateName": "web-"}), "web-0"),
+            (json!({"generateName": "api-7d9f-"}), "api-7d9f-"),
+            (json!({"generateName": "caf\u{e9}-\"q\"-"}), "café-\"q\"-"),
+            (json!({}), ""),
+        ] {
+            let pod = json!({"metadata": metadata, "spec": {"containers": []}});
+            // `kind` first: the Pod is read with the request (and borrowed
+            // from the body); `kind` last: it is read by the decision.
+            let in_order = review("CREATE", None, pod.clone());
+            let object = serde_json::to_string(&pod).expect("serializes");
+            let kind_last = format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u","operation":"CREATE","object":{object},"kind":{{"group":"","version":"v1","kind":"Pod"}}}}}}"#
+            );
+            for body in [&in_order[..], kind_last.as_bytes()] {
+                let review = Review::decode(body).expect("decodes");
+                assert_eq!(decide(&review.request, &policy, None).pod, expected);
+            }
+        }
+    }
+
+    #[test]
     fn object_before_kind_is_read_afterwards() {
         let policy = policy();
         let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"spec":{"containers":[{"name":"a","image":"nginx"}]}},"kind":{"group":"","version":"v1","kind":"Pod"}}}"#;
         let review = Review::decode(body).expect("decodes");
         assert!(matches!(review.request.object, Some(Object::Raw(_))));
-        assert_eq!(decide(&review.request, &policy, None).added, ["hub"]);
+        assert_eq!(decide(&review.request, &policy, None).added[..], ["hub"]);
 
         let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"spec":"nonsense"},"kind":{"group":"","version":"v1","kind":"Pod"}}}"#;
         let review = Review::decode(body).expect("decodes");
@@ -284,12 +308,15 @@ rules:
                 {"name":"b","image":"nginx"}]}}"#,
         );
         let plan = plan(&pod, &ns("default"), &policy, Scope::AllContainers);
-        assert_eq!(plan.rules, ["corp-harbor", "dockerhub"]);
-        assert_eq!(plan.wanted, ["harbor-pull", "shared", "dockerhub-creds"]);
+        assert_eq!(plan.rules[..], ["corp-harbor", "dockerhub"]);
+        assert_eq!(
+            plan.wanted[..],
+            ["harbor-pull", "shared", "dockerhub-creds"]
+        );
         assert_eq!(plan.missing, plan.wanted);
         assert!(!plan.field_present);
         assert_eq!(
-            plan.missing_by_rule(),
+            plan.missing_by_rule()[..],
             [("corp-harbor", 2), ("dockerhub", 1)]
         );
     }
@@ -300,7 +327,10 @@ rules:
         let pod = pod(r#"{"spec":{"containers":[{"name":"b","image":"nginx"}],
                 "initContainers":[{"name":"a","image":"harbor.corp.example/team-a/api:1"}]}}"#);
         let plan = plan(&pod, &ns("default"), &policy, Scope::AllContainers);
-        assert_eq!(plan.wanted, ["harbor-pull", "shared", "dockerhub-creds"]);
+        assert_eq!(
+            plan.wanted[..],
+            ["harbor-pull", "shared", "dockerhub-creds"]
+        );
     }
 
     #[test]
@@ -312,7 +342,7 @@ rules:
         );
         let plan = plan(&pod, &ns("default"), &policy, Scope::AllContainers);
         assert!(plan.field_present);
-        assert_eq!(plan.missing, ["dockerhub-creds"]);
+        assert_eq!(plan.missing[..], ["dockerhub-creds"]);
     }
 
     #[test]
@@ -321,7 +351,7 @@ rules:
         let pod = pod(r#"{"spec":{"containers":[{"name":"b","image":"nginx"}],
                 "ephemeralContainers":[{"name":"dbg","image":"harbor.corp.example/team-a/dbg"}]}}"#);
         let plan = plan(&pod, &ns("default"), &policy, Scope::EphemeralOnly);
-        assert_eq!(plan.rules, ["corp-harbor"]);
+        assert_eq!(plan.rules[..], ["corp-harbor"]);
     }
 
     #[test]
@@ -354,7 +384,7 @@ rules:
             labels: Some(&labels),
         };
         let plan = crate::core::decide::plan(&pod, &facts, &policy, Scope::AllContainers);
-        assert_eq!(plan.wanted, ["ghcr"]);
+        assert_eq!(plan.wanted[..], ["ghcr"]);
         assert!(plan.warnings.is_empty());
     }
 
@@ -368,7 +398,7 @@ rules:
             ("dev", vec![]),
         ] {
             let plan = plan(&pod, &ns(namespace), &policy, Scope::AllContainers);
-            assert_eq!(plan.wanted, expected, "namespace {namespace}");
+            assert_eq!(plan.wanted[..], expected, "namespace {namespace}");
         }
     }
 

@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
+use smallvec::SmallVec;
+
 use super::glob::{NameGlob, RepoGlob};
 use super::host::{
     HostPattern, Label, image_port, ipv6_host, label_count, labels_match, literal_run,
@@ -22,6 +24,12 @@ use super::host::{
 use super::model::{ManagedSecret, NamespaceFilter, Policy, Rule};
 use super::selector::CompiledSelector;
 use super::{FastMap, PolicyErrors};
+
+/// Rule indices, as [`CompiledPolicy::match_image`] collects them. An image
+/// rarely matches more than a few rules, so up to eight are kept inline:
+/// matching a pod's images then allocates nothing on the webhook's request
+/// path.
+pub type RuleIds = SmallVec<[usize; 8]>;
 
 /// A policy compiled for matching: immutable, `Send + Sync`, cheap to share
 /// behind an `Arc`. The default value has no rules.
@@ -129,7 +137,7 @@ impl RuleSet {
 
     /// Pushes the rules that may match a repository whose first segment is
     /// `first`.
-    fn extend(&self, first: &str, out: &mut Vec<usize>) {
+    fn extend(&self, first: &str, out: &mut RuleIds) {
         out.extend(self.any.iter().map(|r| *r as usize));
         if let Some(rules) = self.by_first.get(first) {
             out.extend(rules.iter().map(|r| *r as usize));
@@ -214,7 +222,7 @@ impl HostIndex {
     /// Pushes (unsorted, possibly repeated) the rules with a pattern matching
     /// a lowercase registry that may match a repository starting with the
     /// segment `first`.
-    fn candidates(&self, registry: &str, first: &str, out: &mut Vec<usize>) {
+    fn candidates(&self, registry: &str, first: &str, out: &mut RuleIds) {
         if let Some(rules) = self.exact.get(registry) {
             rules.extend(first, out);
         }
@@ -323,7 +331,7 @@ impl CompiledPolicy {
     /// `Harbor.Example:5000`, `[::1]:5000`) and `repository` the path
     /// (`library/nginx`). Apart from growing `out`, allocates only when
     /// `registry` has uppercase letters.
-    pub fn match_image(&self, registry: &str, repository: &str, out: &mut Vec<usize>) {
+    pub fn match_image(&self, registry: &str, repository: &str, out: &mut RuleIds) {
         let start = out.len();
         let lowered;
         let mut registry = registry;

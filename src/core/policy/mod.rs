@@ -41,7 +41,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{CompiledPolicy, CompiledRule, NamespaceFacts, NamespaceMatch};
+pub use compile::{CompiledPolicy, CompiledRule, NamespaceFacts, NamespaceMatch, RuleIds};
 pub use error::{PolicyError, PolicyErrors};
 pub use model::{
     LabelSelector, LabelSelectorRequirement, ManagedSecret, NamespaceFilter, Policy, Rule,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::scale::Rng;
-use crate::core::policy::{CompiledPolicy, NamespaceFacts, parse};
+use crate::core::policy::{CompiledPolicy, NamespaceFacts, RuleIds, parse};
 
 const SEED: &str = r#"rules:
   - name: corp-harbor
@@ -92,7 +92,7 @@ fn exercise(text: &str) {
         Ok(policy) => {
             let compiled = CompiledPolicy::compile(policy);
             let labels = BTreeMap::from([("tier".to_string(), "prod".to_string())]);
-            let mut out = Vec::new();
+            let mut out = RuleIds::new();
             for (registry, repository) in [
                 ("harbor.corp.example", "team-a/x"),
                 ("x.corp.example:5000", "a/app-1"),

@@ -266,9 +266,9 @@ fn results_are_ascending_without_duplicates_and_appended() {
     assert_eq!(matching(&p, "x.corp.example", "team-b/app"), [0, 4, 5]);
     assert_eq!(matching(&p, "[::1]:5000", "x"), [1, 6]);
     assert!(matching(&p, "corp.example", "team-a/app").is_empty());
-    let mut out = vec![99];
+    let mut out = crate::core::policy::RuleIds::from_slice(&[99]);
     p.match_image("harbor.corp.example", "x", &mut out);
-    assert_eq!(out, [99, 0, 2, 5]);
+    assert_eq!(out[..], [99, 0, 2, 5]);
 }
 
 #[test]

@@ -30,9 +30,9 @@ fn compiled(text: &str) -> CompiledPolicy {
 
 /// The rules matching an image, as `match_image` returns them.
 fn matching(p: &CompiledPolicy, registry: &str, repository: &str) -> Vec<usize> {
-    let mut out = Vec::new();
+    let mut out = super::RuleIds::new();
     p.match_image(registry, repository, &mut out);
-    out
+    out.to_vec()
 }
 
 /// A one-rule policy for a registry pattern (and optional repository globs).
