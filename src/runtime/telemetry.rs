@@ -253,10 +253,15 @@ impl Default for Metrics {
     }
 }
 
-/// Latency buckets from 50 µs to about 1.6 s: the interesting part of a
-/// webhook's latency is well under a millisecond.
+/// Latency buckets from 50 µs to about 26 s, doubling: the interesting part
+/// of a webhook's latency is well under a millisecond, but a review that
+/// waits on the namespace lookup or a starved CPU must still be told apart
+/// from one near kube-apiserver's timeout (at most 30 s), so that the
+/// latency alert can follow any `timeoutSeconds`.
+const LATENCY_BUCKETS: u16 = 20;
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16)
+    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, LATENCY_BUCKETS)
 }
 
 impl Metrics {
@@ -612,6 +617,16 @@ mod tests {
             count(&m, "pull_secret_injector_images_unmatched_total"),
             Some(2)
         );
+    }
+
+    #[test]
+    fn latency_buckets_reach_past_the_slow_review_alert_for_any_timeout() {
+        let buckets: Vec<f64> = latency_buckets().collect();
+        // The chart's alert fires at 80 % of timeoutSeconds, which
+        // kube-apiserver caps at 30 s; histogram_quantile cannot report
+        // past the largest finite bucket.
+        assert!(buckets[buckets.len() - 1] >= 0.8 * 30.0, "{buckets:?}");
+        assert!(buckets[0] <= 0.000_1, "{buckets:?}");
     }
 
     #[test]
