@@ -115,8 +115,8 @@ enum Explained<'a> {
         repository: &'a str,
         tag: Option<&'a str>,
         digest: Option<&'a str>,
-        rules: Vec<&'a str>,
-        secrets: Vec<&'a str>,
+        rules: &'a [&'a str],
+        secrets: &'a [&'a str],
         /// For each of `secrets`: its source (`NAMESPACE/NAME`) when the
         /// policy's `secrets:` list manages it, else null.
         managed: BTreeMap<&'a str, Option<String>>,
@@ -176,8 +176,8 @@ fn explain_one(
         repository: reference.repository(),
         tag: reference.tag(),
         digest: reference.digest(),
-        rules: rules.to_vec(),
-        secrets: secrets.to_vec(),
+        rules: &rules,
+        secrets: &secrets,
         managed,
         credentials,
     })
