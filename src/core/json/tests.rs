@@ -85,8 +85,8 @@ fn skipping_accepts_exactly_what_serde_json_accepts() {
 #[test]
 fn strings_longer_than_a_word_stop_exactly_at_their_end() {
     // Every position of a quote, backslash escape or control byte within
-    // and across the eight-byte steps.
-    for len in 0..40 {
+    // and across the eight-byte steps and the byte-wise tail.
+    for len in 0..56 {
         for stop in [
             None,
             Some(b'\\'),
@@ -110,6 +110,32 @@ fn strings_longer_than_a_word_stop_exactly_at_their_end() {
                     String::from_utf8_lossy(&text)
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn keys_with_a_byte_above_ascii_anywhere_are_utf8_checked() {
+    // A key is borrowed as bytes, checked as UTF-8 only when a byte above
+    // ASCII was seen: that must be seen at every position of every step.
+    fn key(text: &[u8]) -> Result<Option<Vec<u8>>, JsonError> {
+        let mut r = Reader::new(text);
+        r.begin_object("an object")?;
+        Ok(r.next_key()?.map(Cow::into_owned))
+    }
+    for len in 1..56 {
+        for at in 0..len {
+            let mut name = vec![b'k'; len];
+            name[at] = 0xff;
+            let text = [&b"{\""[..], &name, &b"\":1}"[..]].concat();
+            assert!(
+                matches!(key(&text), Err(JsonError::Utf8 { .. })),
+                "0xff at {at} of {len}"
+            );
+            let mut name = vec![b'k'; len];
+            name.splice(at..=at, "\u{e9}".bytes());
+            let text = [&b"{\""[..], &name, &b"\":1}"[..]].concat();
+            assert_eq!(key(&text).unwrap(), Some(name), "\u{e9} at {at} of {len}");
         }
     }
 }
